@@ -1,0 +1,1 @@
+"""sdpod: rootless containers supervised by systemd."""
