@@ -1,0 +1,136 @@
+"""The one boundary between sdpod and the kernel's system calls that Python lacks.
+
+Python 3.11 has no `os.unshare`, `os.setns`, `mount` or `pivot_root`; these wrappers
+call libc through cffi. Each checks the result and raises `OSError(errno, strerror,
+path)` through `_check`, so a failure always names the call and the path it was about.
+Constants are spelled as in the kernel's headers.
+
+This module must stay importable between fork and exec: it imports only cffi and os.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+
+import cffi
+
+# <sched.h>
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <sys/mount.h>
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+# pivot_root has no glibc wrapper; its number differs between architectures.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+
+_ffi = cffi.FFI()
+_ffi.cdef(
+    """
+    int unshare(int flags);
+    int setns(int fd, int nstype);
+    int mount(const char *source, const char *target, const char *filesystemtype,
+              unsigned long mountflags, const void *data);
+    int umount2(const char *target, int flags);
+    int sethostname(const char *name, size_t len);
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5);
+    long syscall(long number, ...);
+    """
+)
+_libc = _ffi.dlopen(None)
+
+
+def _check(result: int, call: str, path: str | None = None) -> None:
+    if result == -1:
+        err = _ffi.errno
+        detail = f"{call} failed: {os.strerror(err)}"
+        raise OSError(err, detail, path) if path else OSError(err, detail)
+
+
+def _cstr(value: str | None) -> object:
+    return _ffi.NULL if value is None else value.encode()
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    result = _libc.mount(_cstr(source), target.encode(), _cstr(fstype), flags, _cstr(data))
+    _check(result, f"mount {fstype or 'bind'} {source or ''}".rstrip(), target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(target.encode(), flags), "umount2", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {platform.machine()}")
+    result = _libc.syscall(
+        _ffi.cast("long", number),
+        _ffi.new("char[]", new_root.encode()),
+        _ffi.new("char[]", put_old.encode()),
+    )
+    _check(result, "pivot_root", new_root)
+
+
+def sethostname(name: str) -> None:
+    encoded = name.encode()
+    _check(_libc.sethostname(encoded, len(encoded)), "sethostname")
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl")
+
+
+# <linux/sockios.h> and <net/if.h>, for bringing up a link without netlink.
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def set_link_up(name: str) -> None:
+    """Bring up a network interface of the current network namespace (netdevice(7))."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh", name.encode(), 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", name.encode(), flags | IFF_UP))

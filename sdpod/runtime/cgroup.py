@@ -1,0 +1,65 @@
+"""The container's leaf in the unit's delegated cgroup (cgroups(7), "delegation").
+
+systemd gives the unit a cgroup the user may manage (`Delegate=yes`). Processes may not
+live in inner nodes of such a tree once controllers are enabled, so the launcher and
+its helpers move to a `supervisor` leaf and the container gets a `container` leaf, which
+also becomes the root of its cgroup namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def cgroup2_mount(mountinfo: str) -> Path | None:
+    """Where the unified (v2) hierarchy is mounted, from /proc/self/mountinfo's text."""
+    for line in mountinfo.splitlines():
+        _, _, after = line.partition(" - ")
+        if after.split(" ", 1)[0] == "cgroup2":
+            return Path(line.split(" ")[4])
+    return None
+
+
+def own_cgroup(proc_cgroup: str) -> str | None:
+    """The calling process's path in the v2 hierarchy, from /proc/self/cgroup's text."""
+    for line in proc_cgroup.splitlines():
+        if line.startswith("0::"):
+            return line[3:]
+    return None
+
+
+@dataclass(frozen=True)
+class UnitCgroup:
+    path: Path
+
+    @property
+    def supervisor(self) -> Path:
+        return self.path / "supervisor"
+
+    @property
+    def container(self) -> Path:
+        return self.path / "container"
+
+
+def find_unit_cgroup() -> UnitCgroup | None:
+    """The delegated cgroup this process runs in, or None where it cannot be managed."""
+    mount = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    relative = own_cgroup(Path("/proc/self/cgroup").read_text())
+    if mount is None or relative is None:
+        log.warning("no cgroup v2 hierarchy found: the container shares the unit's cgroup")
+        return None
+    path = mount / relative.lstrip("/")
+    if not os.access(path / "cgroup.procs", os.W_OK):
+        log.warning("cgroup %s is not delegated to this user: the container shares it", path)
+        return None
+    return UnitCgroup(path)
+
+
+def move(pid: int, leaf: Path) -> None:
+    leaf.mkdir(exist_ok=True)
+    (leaf / "cgroup.procs").write_text(str(pid))

@@ -1,0 +1,138 @@
+"""What runs inside the new namespaces, between fork and exec.
+
+Two processes run here. The first enters a new user namespace, waits for the launcher to
+map its ids, then creates the other namespaces and forks the container's init, which is
+PID 1 of the new PID namespace. That second process builds the root file system,
+pivots into it, waits for the launcher's word that the network is up, and execs the
+container's command. Both end in `os._exit` or `execve`: neither can ever return into
+the launcher's code. Only the system call boundary and the pure mount plan are used.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from sdpod.kernel import syscalls, userns
+from sdpod.runtime import mounts
+
+NAMESPACE_FLAGS = {
+    "mount": syscalls.CLONE_NEWNS,
+    "uts": syscalls.CLONE_NEWUTS,
+    "ipc": syscalls.CLONE_NEWIPC,
+    "network": syscalls.CLONE_NEWNET,
+    "pid": syscalls.CLONE_NEWPID,
+    "cgroup": syscalls.CLONE_NEWCGROUP,
+}
+
+
+@dataclass(frozen=True)
+class Channels:
+    """The pipes between the launcher and the two processes it starts.
+
+    `to_child`/`from_child` carry single bytes and the init's PID; `go` releases the
+    init into exec; `errors` (close-on-exec) carries a failure's text, and reaches its
+    end of file without text when exec succeeds.
+    """
+
+    to_child: int
+    from_child: int
+    go: int
+    errors: int
+
+
+def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
+    """The first process: namespaces, then fork the container's init."""
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        os.write(channels.from_child, b"u")
+        if os.read(channels.to_child, 1) != b"m":
+            os._exit(1)
+        userns.become_root_inside()
+
+        syscalls.unshare(_namespace_flags(spec))
+        init = os.fork()
+        if init == 0:
+            _run_init(spec, rootfs, channels)
+        os.write(channels.from_child, f"{init}\n".encode())
+        os._exit(0)
+    except BaseException as error:
+        _report(channels.errors, error)
+        os._exit(1)
+
+
+def _namespace_flags(spec: dict[str, Any]) -> int:
+    flags = 0
+    for namespace in spec["linux"]["namespaces"]:
+        flags |= NAMESPACE_FLAGS.get(namespace["type"], 0)
+    return flags
+
+
+def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
+    """The second process, PID 1 of the container: root file system, then exec."""
+    try:
+        _build_root(spec, rootfs)
+        syscalls.sethostname(spec.get("hostname", ""))
+        syscalls.set_link_up("lo")
+        _pivot_into(rootfs)
+        if os.read(channels.go, 1) != b"g":
+            os._exit(1)
+        _exec_process(spec["process"], channels.errors)
+    except BaseException as error:
+        _report(channels.errors, error)
+    os._exit(127)
+
+
+def _build_root(spec: dict[str, Any], rootfs: str) -> None:
+    # Nothing mounted here may propagate back to the host (mount_namespaces(7)).
+    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+
+    overlay = spec.get("annotations", {}).get("io.sdpod.rootfs.overlay")
+    if overlay:
+        syscalls.mount("overlay", rootfs, "overlay", 0, _overlay_data(overlay))
+    else:
+        syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+
+    mounts.execute(mounts.plan_mounts(spec), rootfs)
+
+
+def _overlay_data(annotation: str) -> str:
+    import json
+
+    dirs = json.loads(annotation)
+    # userxattr: an unprivileged overlay keeps its metadata in user.* xattrs (overlayfs docs).
+    return f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']},userxattr"
+
+
+def _pivot_into(rootfs: str) -> None:
+    # Pivoting the root onto itself and detaching the old one leaves no path to the host's
+    # files and needs no directory for the old root (pivot_root(2), NOTES).
+    os.chdir(rootfs)
+    syscalls.pivot_root(".", ".")
+    syscalls.umount(".", syscalls.MNT_DETACH)
+    os.chdir("/")
+
+
+def _exec_process(process: dict[str, Any], errors_fd: int) -> NoReturn:
+    user = process.get("user", {})
+    os.setgroups(user.get("additionalGids", []))
+    os.setresgid(user.get("gid", 0), user.get("gid", 0), user.get("gid", 0))
+    os.setresuid(user.get("uid", 0), user.get("uid", 0), user.get("uid", 0))
+    if process.get("noNewPrivileges"):
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+    os.chdir(process.get("cwd", "/"))
+    env = dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
+    os.closerange(3, errors_fd)
+    os.closerange(errors_fd + 1, os.sysconf("SC_OPEN_MAX"))
+    args = process["args"]
+    try:
+        os.execvpe(args[0], args, env)
+    except OSError as error:
+        raise OSError(error.errno, f"failed to run {args[0]!r}: {error.strerror}") from None
+
+
+def _report(errors_fd: int, error: BaseException) -> None:
+    text = str(error) or repr(error)
+    os.write(errors_fd, text.encode(errors="replace"))

@@ -1,0 +1,176 @@
+"""The unit's first main process: start a container from its bundle, hand it to systemd, exit.
+
+No Python stays behind (DESIGN.md): once the container's init has exec'd its command,
+the launcher tells systemd that the init is the unit's main process (`MAINPID=`, with a
+barrier) and leaves. The network helper it started stays in the unit's cgroup and is
+killed with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from sdpod.config.model import PortMapping, Protocol
+from sdpod.errors import NetworkError, RuntimeSetupError
+from sdpod.kernel.userns import IdMapping, IdRange, map_ids
+from sdpod.network import slirp
+from sdpod.runtime import cgroup, notify
+from sdpod.runtime.container import Channels, run_child
+from sdpod.runtime.spec import ANNOTATION_NAME, ANNOTATION_NETWORK, ANNOTATION_PORTS
+
+log = logging.getLogger(__name__)
+
+
+def load_spec(bundle: Path) -> dict[str, Any]:
+    try:
+        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise RuntimeSetupError(f"failed to read {bundle / 'config.json'}: {error}") from None
+    return spec
+
+
+def mapping_of(spec: dict[str, Any]) -> IdMapping:
+    def ranges(key: str) -> tuple[IdRange, ...]:
+        entries = spec["linux"].get(key, [])
+        return tuple(IdRange(e["containerID"], e["hostID"], e["size"]) for e in entries)
+
+    return IdMapping(uids=ranges("uidMappings"), gids=ranges("gidMappings"))
+
+
+def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
+    """The published ports that the spec's annotation lists as `ip:host:container/proto`."""
+    text = spec.get("annotations", {}).get(ANNOTATION_PORTS, "")
+    ports = []
+    for item in filter(None, text.split(",")):
+        address, _, protocol = item.rpartition("/")
+        host_ip, host_port, container_port = address.rsplit(":", 2)
+        ports.append(PortMapping(host_ip, int(host_port), int(container_port), Protocol(protocol)))
+    return ports
+
+
+def api_socket_path(spec: dict[str, Any], bundle: Path) -> Path:
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
+    if runtime_dir:
+        return Path(runtime_dir) / "sdpod" / f"{name}.slirp4netns"
+    return bundle / "slirp4netns.sock"
+
+
+class _Pipes:
+    """Every pipe of `Channels`, with both ends, so that each side closes the others."""
+
+    def __init__(self) -> None:
+        self.to_child = os.pipe()
+        self.from_child = os.pipe()
+        self.go = os.pipe()
+        self.errors = os.pipe2(os.O_CLOEXEC)
+
+    def child_side(self) -> Channels:
+        for fd in (self.to_child[1], self.from_child[0], self.go[1], self.errors[0]):
+            os.close(fd)
+        return Channels(self.to_child[0], self.from_child[1], self.go[0], self.errors[1])
+
+    def parent_side(self) -> None:
+        for fd in (self.to_child[0], self.from_child[1], self.go[0], self.errors[1]):
+            os.close(fd)
+
+
+def launch(bundle: Path) -> int:
+    """Start the container of `bundle`; return the PID of its init once it runs."""
+    spec = load_spec(bundle)
+    rootfs = str(bundle / spec["root"]["path"])
+    leaves = cgroup.find_unit_cgroup()
+    if leaves:
+        cgroup.move(os.getpid(), leaves.supervisor)
+
+    pipes = _Pipes()
+    child = os.fork()
+    if child == 0:
+        run_child(spec, rootfs, pipes.child_side())
+    pipes.parent_side()
+
+    init = 0
+    try:
+        init = _prepare_child(child, spec, pipes, leaves)
+        _start_network(init, spec, bundle)
+        os.write(pipes.go[1], b"g")
+        _wait_for_exec(pipes.errors[0])
+    except BaseException:
+        if init:
+            _kill(init)
+        raise
+    return init
+
+
+def _prepare_child(
+    child: int, spec: dict[str, Any], pipes: _Pipes, leaves: cgroup.UnitCgroup | None
+) -> int:
+    """Map the child's ids and give it its cgroup; return the PID of the container's init."""
+    try:
+        if os.read(pipes.from_child[0], 1) != b"u":
+            raise RuntimeSetupError(_failure_text(pipes.errors[0], "create the namespaces"))
+        map_ids(child, mapping_of(spec))
+        if leaves:
+            cgroup.move(child, leaves.container)
+        os.write(pipes.to_child[1], b"m")
+
+        reply = _read_line(pipes.from_child[0])
+        if not reply.strip().isdigit():
+            raise RuntimeSetupError(_failure_text(pipes.errors[0], "start the container"))
+        return int(reply)
+    finally:
+        os.waitpid(child, 0)
+
+
+def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
+    mode = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
+    if mode != "slirp4netns":
+        raise NetworkError(f"failed to start the container's network: unknown mode {mode!r}")
+    socket_path = api_socket_path(spec, bundle)
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    slirp.start(init, socket_path)
+    slirp.publish(socket_path, ports_of(spec))
+
+
+def _wait_for_exec(errors_fd: int) -> None:
+    # The errors pipe is close-on-exec: end of file without text means exec succeeded.
+    text = _read_all(errors_fd)
+    if text:
+        raise RuntimeSetupError(f"failed to start the container: {text}")
+
+
+def _failure_text(errors_fd: int, step: str) -> str:
+    return f"failed to {step}: {_read_all(errors_fd) or 'the child exited without a reason'}"
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n") and (chunk := os.read(fd, 1)):
+        data += chunk
+    return data.decode()
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def main(bundle: Path) -> int:
+    """Launch, tell systemd who the main process is, and return the exit status."""
+    init = launch(bundle)
+    name = load_spec(bundle).get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
+    notify.notify(f"MAINPID={init}\nREADY=1\nSTATUS=container {name} is running")
+    return 0

@@ -1,0 +1,239 @@
+"""Build the OCI runtime configuration (`config.json`) of a container: a pure function.
+
+The result follows the OCI runtime spec 1.1 (config.md, config-linux.md). What the spec
+has no field for, sdpod carries in annotations under `io.sdpod.`: the overlay that makes
+the root filesystem, and the network the launcher sets up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sdpod.config.model import Container, PortMapping
+from sdpod.errors import RuntimeSetupError
+from sdpod.kernel.userns import IdMapping, IdRange
+
+OCI_VERSION = "1.1.0"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+ANNOTATION_OVERLAY = "io.sdpod.rootfs.overlay"
+ANNOTATION_NETWORK = "io.sdpod.network"
+ANNOTATION_PORTS = "io.sdpod.ports"
+ANNOTATION_IMAGE = "io.sdpod.image"
+ANNOTATION_NAME = "io.sdpod.name"
+
+# The paths container engines hide or make read-only by default, so that a container
+# cannot read the host's kernel memory or reconfigure the host through /proc.
+MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/dev/block",
+    "/sys/fs/selinux",
+)
+READONLY_PATHS = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+
+class ImageDefaults(Protocol):
+    """What a container takes from its image's configuration."""
+
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    env: tuple[str, ...]
+    working_dir: str
+    user: str
+
+
+@dataclass(frozen=True)
+class BundleLayout:
+    """Where a container's files live on the host."""
+
+    bundle: Path  # holds config.json
+    lower: Path  # the image's unpacked root filesystem, never written
+    upper: Path  # the container's own changes
+    work: Path  # overlayfs's work directory, beside upper
+    etc: Path  # hosts, hostname and resolv.conf made for this container
+
+    @property
+    def rootfs(self) -> Path:
+        return self.bundle / "rootfs"
+
+    @classmethod
+    def under(cls, directory: Path, lower: Path) -> BundleLayout:
+        return cls(directory, lower, directory / "upper", directory / "work", directory / "etc")
+
+
+def process_args(container: Container, image: ImageDefaults) -> list[str]:
+    """The command line, as Docker defines it: the entrypoint, then the command."""
+    command = list(container.command) if container.command is not None else list(image.cmd)
+    args = list(image.entrypoint) + command
+    if not args:
+        raise RuntimeSetupError(
+            f"failed to build the command of container {container.name}: "
+            "the image has no entrypoint or command",
+            hint=f"set `command` for container {container.name} in its TOML file",
+        )
+    return args
+
+
+def process_env(container: Container, image: ImageDefaults) -> list[str]:
+    """The image's environment, overridden by the TOML's, with PATH and HOSTNAME always set."""
+    merged: dict[str, str] = {"PATH": DEFAULT_PATH}
+    for entry in image.env:
+        key, _, value = entry.partition("=")
+        merged[key] = value
+    merged.update(container.env)
+    merged["HOSTNAME"] = container.name
+    merged.setdefault("container", "sdpod")
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
+def resolve_user(spec: str, rootfs: Path) -> tuple[int, int, list[int]]:
+    """uid, gid and supplementary gids for an image's `User` (`name`, `uid`, `uid:gid`...).
+
+    Names are looked up in the image's own /etc/passwd and /etc/group, never the host's.
+    """
+    user, _, group = (spec or "0").partition(":")
+    passwd = _read_table(rootfs / "etc/passwd")
+    groups = _read_table(rootfs / "etc/group")
+
+    uid, gid = _lookup_user(user, passwd)
+    if group:
+        gid = _lookup_id(group, groups, "group")
+    name = next((row[0] for row in passwd if row[2] == str(uid)), user)
+    extra = [int(row[2]) for row in groups if name in row[3].split(",") and row[2].isdigit()]
+    return uid, gid, sorted(set(extra) - {gid})
+
+
+def _lookup_user(user: str, passwd: list[list[str]]) -> tuple[int, int]:
+    if user.isdigit():
+        row = next((r for r in passwd if r[2] == user), None)
+        return int(user), int(row[3]) if row and row[3].isdigit() else 0
+    row = next((r for r in passwd if r[0] == user), None)
+    if row is None or not (row[2].isdigit() and row[3].isdigit()):
+        raise RuntimeSetupError(f"failed to find user {user!r} in the image's /etc/passwd")
+    return int(row[2]), int(row[3])
+
+
+def _lookup_id(name: str, table: list[list[str]], what: str) -> int:
+    if name.isdigit():
+        return int(name)
+    row = next((r for r in table if r[0] == name), None)
+    if row is None or not row[2].isdigit():
+        raise RuntimeSetupError(f"failed to find {what} {name!r} in the image's /etc/{what}")
+    return int(row[2])
+
+
+def _read_table(path: Path) -> list[list[str]]:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    rows = [line.split(":") for line in lines if line and not line.startswith("#")]
+    return [row + [""] * (4 - len(row)) for row in rows]
+
+
+def _mount(destination: str, kind: str, source: str, options: Sequence[str]) -> dict[str, Any]:
+    return {"destination": destination, "type": kind, "source": source, "options": list(options)}
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    """The file systems every Linux container gets, as the OCI spec's examples list them."""
+    return [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+        ),
+        _mount(
+            "/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]
+        ),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+        _mount(
+            "/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime", "ro"]
+        ),
+    ]
+
+
+def _volume_mounts(container: Container) -> list[dict[str, Any]]:
+    mounts = []
+    for volume in container.volumes:
+        options = ["rbind", "ro" if volume.read_only else "rw"]
+        mounts.append(_mount(str(volume.target), "bind", str(volume.source), options))
+    return mounts
+
+
+def _etc_mounts(etc: Path) -> list[dict[str, Any]]:
+    return [
+        _mount(f"/etc/{name}", "bind", str(etc / name), ["bind", "rw"])
+        for name in ("hosts", "hostname", "resolv.conf")
+    ]
+
+
+def _id_map(ranges: Iterable[IdRange]) -> list[dict[str, int]]:
+    return [{"containerID": r.container_id, "hostID": r.host_id, "size": r.size} for r in ranges]
+
+
+def format_port(port: PortMapping) -> str:
+    return f"{port.host_ip}:{port.host_port}:{port.container_port}/{port.protocol.value}"
+
+
+def build_spec(
+    container: Container,
+    image: ImageDefaults,
+    layout: BundleLayout,
+    mapping: IdMapping,
+) -> dict[str, Any]:
+    """The whole `config.json` of `container`."""
+    uid, gid, extra_gids = resolve_user(image.user, layout.lower)
+    namespaces = ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"]
+    overlay = {"lower": str(layout.lower), "upper": str(layout.upper), "work": str(layout.work)}
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
+            "args": process_args(container, image),
+            "env": process_env(container, image),
+            "cwd": image.working_dir or "/",
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": container.name,
+        "mounts": default_mounts() + _etc_mounts(layout.etc) + _volume_mounts(container),
+        "linux": {
+            "uidMappings": _id_map(mapping.uids),
+            "gidMappings": _id_map(mapping.gids),
+            "namespaces": [{"type": kind} for kind in namespaces],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+        "annotations": {
+            ANNOTATION_NAME: container.name,
+            ANNOTATION_IMAGE: str(container.image),
+            ANNOTATION_OVERLAY: json.dumps(overlay),
+            ANNOTATION_NETWORK: "slirp4netns",
+            ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
+        },
+    }
