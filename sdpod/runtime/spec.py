@@ -26,6 +26,10 @@ ANNOTATION_PORTS = "io.sdpod.ports"
 ANNOTATION_IMAGE = "io.sdpod.image"
 ANNOTATION_NAME = "io.sdpod.name"
 
+# Where the init that runs as the container's PID 1 is mounted: on the container's own
+# /dev tmpfs, so that no image file is hidden and nothing is written into the image.
+INIT_PATH = "/dev/init"
+
 # The paths container engines hide or make read-only by default, so that a container
 # cannot read the host's kernel memory or reconfigure the host through /proc.
 MASKED_PATHS = (
@@ -56,7 +60,7 @@ class ImageDefaults(Protocol):
 
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
-    env: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
     working_dir: str
     user: str
 
@@ -96,9 +100,7 @@ def process_args(container: Container, image: ImageDefaults) -> list[str]:
 def process_env(container: Container, image: ImageDefaults) -> list[str]:
     """The image's environment, overridden by the TOML's, with PATH and HOSTNAME always set."""
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
-    for entry in image.env:
-        key, _, value = entry.partition("=")
-        merged[key] = value
+    merged.update(image.env)
     merged.update(container.env)
     merged["HOSTNAME"] = container.name
     merged.setdefault("container", "sdpod")
@@ -199,14 +201,29 @@ def format_port(port: PortMapping) -> str:
     return f"{port.host_ip}:{port.host_port}:{port.container_port}/{port.protocol.value}"
 
 
+def _with_init(args: list[str], init: Path | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Put a minimal init before the command, mounted where no image has a file.
+
+    As PID 1 of its namespace the command would ignore every signal it has no handler
+    for, the stop signal included (pid_namespaces(7)); the init forwards signals to it
+    and reaps orphaned processes.
+    """
+    if init is None:
+        return args, []
+    mount = _mount(INIT_PATH, "bind", str(init), ["bind", "ro", "nosuid", "nodev"])
+    return [INIT_PATH, "--", *args], [mount]
+
+
 def build_spec(
     container: Container,
     image: ImageDefaults,
     layout: BundleLayout,
     mapping: IdMapping,
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """The whole `config.json` of `container`."""
+    """The whole `config.json` of `container`; `init` is the host's static init binary."""
     uid, gid, extra_gids = resolve_user(image.user, layout.lower)
+    args, init_mounts = _with_init(process_args(container, image), init)
     namespaces = ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"]
     overlay = {"lower": str(layout.lower), "upper": str(layout.upper), "work": str(layout.work)}
     return {
@@ -214,14 +231,17 @@ def build_spec(
         "process": {
             "terminal": False,
             "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
-            "args": process_args(container, image),
+            "args": args,
             "env": process_env(container, image),
             "cwd": image.working_dir or "/",
             "noNewPrivileges": True,
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": container.name,
-        "mounts": default_mounts() + _etc_mounts(layout.etc) + _volume_mounts(container),
+        "mounts": default_mounts()
+        + init_mounts
+        + _etc_mounts(layout.etc)
+        + _volume_mounts(container),
         "linux": {
             "uidMappings": _id_map(mapping.uids),
             "gidMappings": _id_map(mapping.gids),

@@ -1,0 +1,93 @@
+"""The `sdpod` command: parse the arguments, call one verb, turn errors into messages.
+
+Each verb imports what it needs when it runs, so that `sdpod --help` loads neither the
+D-Bus client nor the image code (DESIGN.md: start-up latency is a feature).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from sdpod.errors import ConfigError, SdpodError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Log every step, and show tracebacks.")
+@click.pass_context
+def cli(context: click.Context, debug: bool) -> None:
+    """Rootless containers, supervised by systemd."""
+    context.obj = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.argument("file", type=_FILE)
+@click.pass_obj
+def up(debug: bool, file: Path) -> None:
+    """Start the containers of FILE as systemd units; return once they run."""
+    from sdpod import lifecycle
+
+    lifecycle.up(file, click.echo, debug=debug)
+
+
+@cli.command()
+@click.argument("file", type=_FILE)
+def down(file: Path) -> None:
+    """Stop the containers of FILE and remove them; their images stay."""
+    from sdpod import lifecycle
+
+    lifecycle.down(file, click.echo)
+
+
+@cli.command()
+def ps() -> None:
+    """List the containers: name, unit, state, ports, image."""
+    from sdpod import lifecycle
+
+    rows = [("NAME", "UNIT", "STATE", "PORTS", "IMAGE")]
+    rows += [(r.name, r.unit, r.state, r.ports, r.image) for r in lifecycle.ps()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        )
+
+
+def _report(error: SdpodError) -> None:
+    lines = error.problems if isinstance(error, ConfigError) else str(error).splitlines()
+    click.echo(f"error: {lines[0]}", err=True)
+    for line in lines[1:]:
+        click.echo(f"error: {line}" if isinstance(error, ConfigError) else line, err=True)
+    if error.hint:
+        click.echo(f"hint: {error.hint}", err=True)
+
+
+def main() -> None:
+    """Entry point: the one place where errors become messages and exit codes."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_USAGE)
+    except SdpodError as error:
+        if debug:
+            raise
+        _report(error)
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)

@@ -1,0 +1,22 @@
+"""Where sdpod keeps its files: the XDG base directories of the user (or /var/lib as root)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Images and containers: `$XDG_DATA_HOME/sdpod`, `~/.local/share/sdpod` by default."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/sdpod")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
+    return Path(base) / "sdpod"
+
+
+def containers_dir() -> Path:
+    return data_dir() / "containers"
+
+
+def container_dir(name: str) -> Path:
+    return containers_dir() / name

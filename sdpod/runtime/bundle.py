@@ -1,0 +1,44 @@
+"""A container's bundle on disk: config.json, the overlay's directories, its /etc files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sdpod.runtime.spec import BundleLayout
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` so that a crash leaves either the old text or the new, never half."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def prepare(layout: BundleLayout, spec: dict[str, Any], etc_files: Mapping[str, str]) -> None:
+    """Create the bundle's directories and write its configuration and /etc files."""
+    for directory in (layout.bundle, layout.rootfs, layout.upper, layout.work, layout.etc):
+        directory.mkdir(parents=True, exist_ok=True)
+    for name, text in etc_files.items():
+        write_atomically(layout.etc / name, text)
+    write_atomically(layout.bundle / "config.json", json.dumps(spec, indent=2) + "\n")
+
+
+def read_spec(bundle: Path) -> dict[str, Any] | None:
+    """The bundle's config.json, or None where there is no readable one."""
+    try:
+        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return spec
