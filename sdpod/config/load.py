@@ -1,0 +1,259 @@
+"""Read a project's TOML file into the typed model, or report everything wrong with it.
+
+A file holds either one `[container]` table, or `[containers.NAME]` tables. Each
+container table's keys are read through the setting table in `settings`; then the
+containers are checked against each other. Every problem found is collected, and one
+`ConfigError` lists them all, each on its own line with the file, line and key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdpod.config import settings, values
+from sdpod.config.locate import line_at, offset_locator
+from sdpod.config.model import Container, PortMapping, Project
+from sdpod.config.problems import Findings, Invalid, Problem, Spot, render_path, render_problem
+from sdpod.config.substitute import substitute
+from sdpod.errors import ConfigError
+
+_TOP_KEYS = ("container", "containers")
+_TOP_VALID = "valid: one [container] table, or [containers.NAME] tables"
+_DECODE_POSITION = re.compile(
+    r"(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)"
+)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One container table as read: where it is, and its values by key."""
+
+    spot: Spot
+    values: dict[str, Any]
+    """Converted values of the settings that were valid; absent when invalid or unset."""
+    raw: dict[str, Any]
+    """Values after substitution, for quoting them in problems found across containers."""
+
+
+def load_project(path: Path, environ: Mapping[str, str] | None = None) -> Project:
+    """Read `path` into a `Project`; raise `ConfigError` naming every problem in it.
+
+    `${VAR}` references in string values are taken from `environ`, by default the
+    process's environment. Relative paths in values start from the file's directory.
+    """
+    text = _read(path)
+    document = _parse(path, text)
+    # Relative paths in the file start from its directory as the kernel sees it, so
+    # `..` is resolved through symbolic links; the file itself may be a link.
+    source = path.absolute().parent.resolve() / path.name
+    findings = Findings(source.parent, os.environ if environ is None else environ)
+
+    entries = [_read_container(*found) for found in _container_tables(document, findings)]
+    _check_names_unique(entries)
+    _check_ports_unique(entries)
+
+    if findings.problems:
+        raise ConfigError(_describe(str(path), text, findings.problems))
+    return Project(source, tuple(Container(**entry.values) for entry in entries))
+
+
+def _read(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigError([f"failed to read {path}: {error.strerror}"]) from error
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise ConfigError([f"{path}:{line}:{column}: not valid UTF-8"]) from error
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([_syntax_error(str(path), text, str(error))]) from error
+    # tomllib descends into nested arrays and tables by recursion, without a limit.
+    except RecursionError as error:
+        raise ConfigError([f"{path}: values are nested too deeply to parse"]) from error
+
+
+def _syntax_error(file: str, text: str, message: str) -> str:
+    """Turn tomllib's `MESSAGE (at line L, column C)` into `FILE:L:C: message`."""
+    match = _DECODE_POSITION.fullmatch(message)
+    if match is None:
+        return f"{file}: {message}"
+    if match["line"] is not None:
+        line, column = int(match["line"]), int(match["col"])
+    else:
+        line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
+    reason = match["message"]
+    return f"{file}:{line}:{column}: {reason[:1].lower()}{reason[1:]}"
+
+
+def _container_tables(
+    document: dict[str, Any], findings: Findings
+) -> list[tuple[Spot, object, str | None]]:
+    """Find the container tables: each with its spot, its value, and the name its key gives."""
+    root = Spot((), findings)
+    for key in document:
+        if key not in _TOP_KEYS:
+            _unknown_key(root.child(key), _TOP_KEYS)
+
+    found: list[tuple[Spot, object, str | None]] = []
+    if "container" in document:
+        found.append((root.child("container"), document["container"], None))
+    if "containers" in document:
+        found.extend(_named_tables(document["containers"], root.child("containers")))
+    if "container" in document and "containers" in document:
+        both = "[container] and [containers] cannot both be used"
+        root.child("containers").fail(f"{both}; {_TOP_VALID}")
+    if not found:
+        where = root.child("containers") if "containers" in document else root
+        where.fail(f"no container is defined; {_TOP_VALID}")
+    return found
+
+
+def _named_tables(value: object, spot: Spot) -> list[tuple[Spot, object, str | None]]:
+    if not isinstance(value, dict):
+        spot.wrong_type("a table of container tables, like [containers.web]", value)
+        return []
+    return [(spot.child(name), table, name) for name, table in value.items()]
+
+
+def _read_container(spot: Spot, table: object, key_name: str | None) -> _Entry:
+    """Convert one container table, setting by setting, through the setting table."""
+    entry = _Entry(spot, {}, {})
+    if not isinstance(table, dict):
+        spot.wrong_type("a table of container settings", table)
+        return entry
+
+    # In [containers.NAME], NAME is the container's name unless the table gives one.
+    if key_name is not None and "name" not in table:
+        _read_key_name(entry, key_name)
+    for key, value in table.items():
+        _read_setting(entry, key, value)
+
+    for setting in settings.SETTINGS:
+        if setting.key in table or (setting.key == "name" and key_name is not None):
+            continue
+        if setting.default is settings.REQUIRED:
+            spot.child(setting.key).fail(f"required key is missing; valid: {setting.example}")
+        else:
+            entry.values[setting.key] = setting.default
+    return entry
+
+
+def _read_key_name(entry: _Entry, key_name: str) -> None:
+    try:
+        entry.values["name"] = values.parse_name(key_name)
+    except Invalid as error:
+        for message in error.messages:
+            entry.spot.fail(f"{message}; or give this table a name key", key_name)
+
+
+def _read_setting(entry: _Entry, key: str, value: object) -> None:
+    spot = entry.spot.child(key)
+    setting = settings.BY_KEY.get(key)
+    if setting is None:
+        _unknown_key(spot, settings.BY_KEY)
+        return
+
+    problems = spot.findings.problems
+    before = len(problems)
+    value = substitute(value, spot)
+    entry.raw[key] = value
+    converted = setting.convert(value, spot)
+    if len(problems) == before:
+        entry.values[key] = converted
+    else:
+        entry.values.pop(key, None)
+
+
+def _unknown_key(spot: Spot, known: Iterable[str]) -> None:
+    key = str(spot.path[-1])
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        spot.fail(f'unknown key; did you mean "{close[0]}"?')
+    else:
+        spot.fail(f"unknown key; valid: {', '.join(known)}")
+
+
+def _check_names_unique(entries: list[_Entry]) -> None:
+    first: dict[str, Spot] = {}
+    for entry in entries:
+        name = entry.values.get("name")
+        if name is None:
+            continue
+        if name not in first:
+            first[name] = entry.spot
+            continue
+        spot = entry.spot.child("name") if "name" in entry.raw else entry.spot
+        spot.fail(
+            f"the name is already used by {render_path(first[name].path)}; "
+            "valid: a name no other container of this file has",
+            name,
+        )
+
+
+def _check_ports_unique(entries: list[_Entry]) -> None:
+    """Refuse two mappings that would bind the same host address, port and protocol."""
+    published: list[tuple[PortMapping, Spot]] = []
+    for entry in entries:
+        for index, port in enumerate(entry.values.get("ports", ())):
+            spot = entry.spot.child("ports").child(index)
+            clash = next(((other, at) for other, at in published if _overlap(port, other)), None)
+            if clash is None:
+                published.append((port, spot))
+            else:
+                spot.fail(_clash_message(port, *clash), entry.raw["ports"][index])
+
+
+def _clash_message(port: PortMapping, other: PortMapping, other_spot: Spot) -> str:
+    where = render_path(other_spot.path)
+    if port.host_ip == other.host_ip:
+        clash = f"host address {_host_address(port)} is already published by {where}"
+    else:
+        clash = f"host address {_host_address(port)} overlaps {_host_address(other)} of {where}"
+    return f"{clash}; valid: a host port, address or protocol no other mapping here uses"
+
+
+def _overlap(one: PortMapping, other: PortMapping) -> bool:
+    """Whether both mappings bind one socket: the same port, and addresses that meet.
+
+    An unspecified address (0.0.0.0, ::) binds every address of its family, so it meets
+    every address of that family.
+    """
+    if (one.host_port, one.protocol) != (other.host_port, other.protocol):
+        return False
+    first, second = ipaddress.ip_address(one.host_ip), ipaddress.ip_address(other.host_ip)
+    if first == second:
+        return True
+    return first.version == second.version and (first.is_unspecified or second.is_unspecified)
+
+
+def _host_address(port: PortMapping) -> str:
+    ip = f"[{port.host_ip}]" if ":" in port.host_ip else port.host_ip
+    return f"{ip}:{port.host_port}/{port.protocol.value}"
+
+
+def _describe(file: str, text: str, problems: list[Problem]) -> list[str]:
+    """Render the problems, each with its line, in the order of the file."""
+    offset_of = offset_locator(text)
+    located = [(offset_of(problem.path), problem) for problem in problems]
+    # Problems without a place concern the whole file: they come first.
+    located.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
+    return [
+        render_problem(file, None if offset is None else line_at(text, offset), problem)
+        for offset, problem in located
+    ]

@@ -1,0 +1,195 @@
+"""Parsers for the small languages inside string values: ports, volumes, images, names.
+
+Each parser takes the text and the directory relative paths start from, and either
+returns a model object or raises `Invalid` with a message that ends in what would be
+valid. They know nothing of key paths or lines; `settings` records their verdicts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from sdpod.config.model import BindVolume, LayoutImage, PortMapping, Protocol
+from sdpod.config.problems import Invalid
+
+NAME_RULE = (
+    "lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, "
+    "at most 63 characters"
+)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_NAME_MAX = 63
+
+_PORT_SYNTAX = '[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], like "127.0.0.1:8080:80"'
+_DIGITS = re.compile(r"[0-9]+")
+_DEFAULT_HOST_IP = "0.0.0.0"
+
+_VOLUME_SYNTAX = 'SOURCE:TARGET[:ro|rw], like "./www:/www:ro"'
+
+_LAYOUT_SYNTAX = '"oci:PATH[:TAG]", PATH relative to the directory of the TOML file'
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_DEFAULT_TAG = "latest"
+
+
+def _q(text: str) -> str:
+    """Quote a piece of user text the way the error lines quote whole values."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def parse_name(text: str) -> str:
+    if len(text) > _NAME_MAX:
+        raise Invalid(f"container name is {len(text)} characters long; valid: {NAME_RULE}")
+    if not _NAME.fullmatch(text):
+        raise Invalid(f"invalid container name; valid: {NAME_RULE}")
+    return text
+
+
+def parse_port(text: str) -> PortMapping:
+    """Parse `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]`; IPv6 addresses in brackets."""
+    address, slash, protocol = text.partition("/")
+    host_ip, ports = _split_host_ip(address)
+    host, colon, container = ports.partition(":")
+    if not colon or ":" in container:
+        raise Invalid(f"bad port syntax; valid: {_PORT_SYNTAX}")
+
+    return PortMapping(
+        host_ip=_parse_ip(host_ip),
+        host_port=_parse_port_number(host),
+        container_port=_parse_port_number(container),
+        protocol=_parse_protocol(protocol) if slash else Protocol.TCP,
+    )
+
+
+def _split_host_ip(address: str) -> tuple[str, str]:
+    if address.startswith("["):
+        host_ip, bracket, ports = address[1:].partition("]:")
+        if not bracket:
+            raise Invalid(f"bad port syntax; valid: {_PORT_SYNTAX}, or [::1]:8080:80")
+        return host_ip, ports
+    if address.count(":") == 2:
+        host_ip, _, ports = address.partition(":")
+        return host_ip, ports
+    if address.count(":") > 2:
+        raise Invalid(f"bad port syntax; valid: {_PORT_SYNTAX}; IPv6 addresses in brackets")
+    return _DEFAULT_HOST_IP, address
+
+
+def _parse_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Invalid(
+            f"{_q(text)} is not an IP address; valid: an IPv4 or IPv6 address, like 127.0.0.1"
+        ) from None
+
+
+def _parse_port_number(text: str) -> int:
+    if not _DIGITS.fullmatch(text):
+        raise Invalid(f"{_q(text)} is not a port number; valid: 1 to 65535")
+    number = int(text)
+    if not 1 <= number <= 65535:
+        raise Invalid(f"port {number} is out of range; valid: 1 to 65535")
+    return number
+
+
+def _parse_protocol(text: str) -> Protocol:
+    try:
+        return Protocol(text)
+    except ValueError:
+        raise Invalid(f"unknown protocol {_q(text)}; valid: tcp or udp") from None
+
+
+def parse_volume(text: str, base_dir: Path) -> BindVolume:
+    """Parse `SOURCE:TARGET[:MODE]`, raising one `Invalid` that names every broken part."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise Invalid(f"bad volume syntax; valid: {_VOLUME_SYNTAX}")
+
+    source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"
+    found = (_source_problem(source, base_dir), _target_problem(target), _mode_problem(mode))
+    errors = [message for message in found if message]
+    if errors:
+        raise Invalid(*errors)
+
+    return BindVolume(base_dir / source, PurePosixPath(target), read_only=mode == "ro")
+
+
+def _source_problem(source: str, base_dir: Path) -> str | None:
+    reason = path_problem(base_dir / source)
+    if reason is None:
+        return None
+    return (
+        f"source {_q(source)} {reason}; valid: an existing file or directory, "
+        "absolute or relative to the directory of the TOML file"
+    )
+
+
+def _target_problem(target: str) -> str | None:
+    if not target.startswith("/"):
+        return f"target {_q(target)} is not absolute; valid: an absolute path like /www"
+    if ".." in PurePosixPath(target).parts:
+        return f"target {_q(target)} contains '..'; valid: a path without '..'"
+    return None
+
+
+def _mode_problem(mode: str) -> str | None:
+    if mode not in ("ro", "rw"):
+        return f"unknown mode {_q(mode)}; valid: ro or rw"
+    return None
+
+
+def path_problem(path: Path) -> str | None:
+    """Say why `path` cannot be used as an existing file system object, or None if it can."""
+    try:
+        if path.exists():
+            return None
+    except (OSError, ValueError) as error:
+        return f"cannot be checked: {error}"
+    return "does not exist"
+
+
+def parse_image(text: str, base_dir: Path) -> LayoutImage:
+    """Parse `oci:PATH[:TAG]` and check that PATH holds an OCI image layout."""
+    if not text.startswith("oci:"):
+        raise Invalid(
+            'only "oci:" image layouts are supported so far: pulling from registries is '
+            f"not implemented yet (issue 4); valid: {_LAYOUT_SYNTAX}"
+        )
+
+    path_text, tag = _split_tag(text.removeprefix("oci:"))
+    if not path_text:
+        raise Invalid(f"the image layout path is empty; valid: {_LAYOUT_SYNTAX}")
+    if not _TAG.fullmatch(tag):
+        raise Invalid(
+            f"invalid tag {_q(tag)}; valid: up to 128 letters, digits, '_', '.' and '-', "
+            "not starting with '.' or '-'"
+        )
+
+    path = base_dir / path_text
+    _check_layout(path, path_text)
+    return LayoutImage(path, tag)
+
+
+def _split_tag(reference: str) -> tuple[str, str]:
+    path_text, colon, tag = reference.rpartition(":")
+    if not colon or "/" in tag:
+        return reference, _DEFAULT_TAG
+    return path_text, tag
+
+
+def _check_layout(path: Path, path_text: str) -> None:
+    reason = path_problem(path)
+    if reason:
+        raise Invalid(
+            f"image layout {_q(path_text)} {reason}; valid: a directory made by "
+            f"`skopeo copy ... oci:{path_text}:TAG`, relative to the directory of the TOML file"
+        )
+    # The image specification names this file as the marker of a layout's root.
+    reason = path_problem(path / "oci-layout")
+    if reason:
+        raise Invalid(
+            f"{_q(path_text)} is not an OCI image layout: its oci-layout file {reason}; "
+            f"valid: {_LAYOUT_SYNTAX}"
+        )
