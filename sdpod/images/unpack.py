@@ -1,0 +1,388 @@
+"""Applying image layers, in order, onto a root filesystem directory.
+
+Each layer is a tar archive of changes (OCI image spec, "Image Layer Filesystem
+Changeset"): entries add or replace paths; `.wh.NAME` deletes NAME and `.wh..wh..opq`
+empties its directory, both only of what lower layers put there. That rule makes the
+result independent of where a marker sits in the archive, so each layer remembers the
+paths it wrote and the markers spare those.
+
+Every path goes through `RootDir`, so no entry reaches outside the root. Owners come
+from the tar headers; this runs in a user namespace mapped through the user's
+subordinate ids, or as root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import logging
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from sdpod.errors import ImageError
+from sdpod.images.digest import CHUNK, Digest, HashingReader, Readable
+from sdpod.images.rootpath import Parent, RealPath, RootDir
+
+log = logging.getLogger(__name__)
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+SUBID_HINT = (
+    "the image has files owned by ids your user namespace cannot map; give your user "
+    "subordinate id ranges in /etc/subuid and /etc/subgid (usermod --add-subuids "
+    "100000-165535 --add-subgids 100000-165535 USER)"
+)
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """A verified layer blob on disk, and the digest of its tar when the image names it."""
+
+    path: Path
+    digest: str
+    diff_id: Digest | None = None
+
+
+@dataclass
+class _Skipped:
+    """Device nodes left out: a container gets its devices from the runtime."""
+
+    devices: list[str] = field(default_factory=list)
+
+
+def unpack_layers(rootfs: Path, layers: Sequence[LayerFile]) -> None:
+    """Apply `layers` in order onto the directory `rootfs`, which must exist."""
+    root = RootDir(rootfs)
+    skipped = _Skipped()
+    try:
+        for layer in layers:
+            _Layer(root, layer, skipped).apply()
+    finally:
+        root.close()
+    if skipped.devices:
+        log.warning(
+            "skipped %d device node(s), first %r: devices come from the runtime, not the image",
+            len(skipped.devices),
+            skipped.devices[0],
+        )
+
+
+def split_name(name: str, entry: str, what: str = "its path") -> RealPath:
+    """The components of an archive path; refuse absolute paths and `..`.
+
+    `entry` names the entry in errors (quoted, with its layer), `what` the path checked.
+    """
+    if name.startswith("/"):
+        raise ImageError(f"failed to unpack entry {entry}: {what} {name!r} is absolute")
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise ImageError(f"failed to unpack entry {entry}: {what} {name!r} contains '..'")
+    return parts
+
+
+def _open_layer(path: Path) -> tuple[BinaryIO, Readable]:
+    """Open a layer blob; return the raw file and a stream of its uncompressed tar."""
+    raw = path.open("rb")
+    magic = raw.read(4)
+    raw.seek(0)
+    if magic.startswith(_GZIP_MAGIC):
+        return raw, gzip.GzipFile(fileobj=raw, mode="rb")
+    if magic == _ZSTD_MAGIC:
+        raw.close()
+        raise ImageError(
+            f"failed to unpack layer {path.name}: it is zstd-compressed, which sdpod cannot "
+            "unpack yet"
+        )
+    return raw, raw
+
+
+class _Layer:
+    """The application of one layer; remembers what the layer itself wrote."""
+
+    def __init__(self, root: RootDir, layer: LayerFile, skipped: _Skipped) -> None:
+        self.root = root
+        self.layer = layer
+        self.skipped = skipped
+        self.ours: set[RealPath] = set()
+        self.dir_attrs: dict[RealPath, tuple[int, int]] = {}
+        self.lower_mtimes: dict[RealPath, int] = {}
+
+    def apply(self) -> None:
+        raw, stream = _open_layer(self.layer.path)
+        with raw:
+            reader = HashingReader(stream)
+            try:
+                # Stream mode ("r|") only ever calls read(), which is all the reader has.
+                tar_stream = cast(IO[bytes], reader)
+                with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+                    for member in tar:
+                        _Entry(self, tar, member).apply()
+                reader.drain()
+            except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+                raise ImageError(f"failed to read layer {self.layer.digest}: {exc}") from None
+        self.check_diff_id(reader)
+        self.finish_dirs()
+
+    def check_diff_id(self, reader: HashingReader) -> None:
+        expected = self.layer.diff_id
+        if expected is not None and reader.digest != expected:
+            raise ImageError(
+                f"failed to verify layer {self.layer.digest}: its tar hashes to {reader.digest}, "
+                f"the image config expects {expected}"
+            )
+
+    def claim(self, real: RealPath) -> None:
+        """Record that this layer wrote `real`, and so holds each directory above it."""
+        while real not in self.ours:
+            self.ours.add(real)
+            if not real:
+                return
+            real = real[:-1]
+
+    def note_parent(self, parent: Parent) -> None:
+        """Remember a lower directory's mtime before this layer changes what it holds."""
+        if parent.real not in self.ours and parent.real not in self.lower_mtimes:
+            self.lower_mtimes[parent.real] = os.fstat(parent.fd).st_mtime_ns
+
+    def prune_lower(self, fd: int, real: RealPath) -> None:
+        """Remove what lower layers put beneath the directory `fd`, keeping this layer's."""
+        for name in os.listdir(fd):
+            child = (*real, name)
+            if child not in self.ours:
+                _remove(fd, name)
+                continue
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                try:
+                    self.prune_lower(sub, child)
+                finally:
+                    os.close(sub)
+
+    def finish_dirs(self) -> None:
+        """Give directories their final mode and mtime, deepest first.
+
+        Adding entries changes a directory's mtime and a read-only mode would block them,
+        so both wait until the layer is complete.
+        """
+        paths = sorted(self.dir_attrs.keys() | self.lower_mtimes.keys(), key=len, reverse=True)
+        for real in paths:
+            try:
+                fd = self.open_real_dir(real)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # a later entry of the layer removed or replaced it
+                raise
+            try:
+                if real in self.dir_attrs:
+                    mode, mtime = self.dir_attrs[real]
+                    os.chmod(fd, mode)
+                else:
+                    mtime = self.lower_mtimes[real]
+                os.utime(fd, ns=(mtime, mtime))
+            finally:
+                os.close(fd)
+
+    def open_real_dir(self, real: RealPath) -> int:
+        label = "/" + "/".join(real)
+        with self.root.directory(real[:-1], label, follow=False) as parent:
+            name = real[-1] if real else "."
+            return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent.fd)
+
+
+class _Entry:
+    """One archive member being applied."""
+
+    def __init__(self, layer: _Layer, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self.layer = layer
+        self.tar = tar
+        self.member = member
+        self.name = member.name
+        self.label = f"{member.name!r} of layer {layer.layer.digest}"
+        self.mtime = int(member.mtime * 1_000_000_000)
+
+    def fail(self, reason: str, hint: str | None = None) -> ImageError:
+        return ImageError(f"failed to unpack entry {self.label}: {reason}", hint)
+
+    def apply(self) -> None:
+        parts = split_name(self.name, self.label)
+        try:
+            if not parts:
+                self.root_dir()
+            elif self.member.ischr() or self.member.isblk():
+                self.layer.skipped.devices.append(self.name)
+            else:
+                self.place(parts)
+        except ImageError:
+            raise
+        except FileNotFoundError as exc:
+            raise self.fail(f"{exc.filename} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise self.fail(str(exc)) from None
+
+    def root_dir(self) -> None:
+        if not self.member.isdir():
+            raise self.fail("the root of the image must be a directory")
+        self.own(self.layer.root.fd)
+        self.layer.dir_attrs[()] = (self.member.mode & 0o7777, self.mtime)
+
+    def place(self, parts: RealPath) -> None:
+        base = parts[-1]
+        with self.layer.root.directory(parts[:-1], self.label, create=True) as parent:
+            self.layer.note_parent(parent)
+            if base == OPAQUE:
+                self.opaque(parent)
+            elif base.startswith(WHITEOUT):
+                self.whiteout(parent, base[len(WHITEOUT) :])
+            else:
+                self.create(parent, base)
+
+    def opaque(self, parent: Parent) -> None:
+        self.layer.claim(parent.real)
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent.fd)
+        try:
+            self.layer.prune_lower(fd, parent.real)
+        finally:
+            os.close(fd)
+
+    def whiteout(self, parent: Parent, name: str) -> None:
+        self.layer.claim(parent.real)
+        if name.startswith(WHITEOUT):
+            return  # aufs keeps its own bookkeeping under `.wh..wh.`; it hides nothing
+        if name in ("", ".", ".."):
+            raise self.fail("a whiteout must name an entry of its directory")
+        if (*parent.real, name) not in self.layer.ours:
+            _remove(parent.fd, name)
+            return
+        # This layer wrote `name` itself: only what lower layers put beneath it goes.
+        if not _is_dir(parent.fd, name):
+            return
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent.fd)
+        try:
+            self.layer.prune_lower(fd, (*parent.real, name))
+        finally:
+            os.close(fd)
+
+    def create(self, parent: Parent, base: str) -> None:
+        member = self.member
+        if member.isdir():
+            self.make_dir(parent, base)
+        elif member.issym():
+            self.make_symlink(parent, base)
+        elif member.islnk():
+            self.make_hardlink(parent, base)
+        elif member.isfifo():
+            self.make_fifo(parent, base)
+        else:
+            self.make_file(parent, base)
+        self.layer.claim((*parent.real, base))
+
+    def make_dir(self, parent: Parent, base: str) -> None:
+        if not _is_dir(parent.fd, base):
+            _remove(parent.fd, base)
+            os.mkdir(base, 0o700, dir_fd=parent.fd)
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent.fd)
+        try:
+            self.own(fd)
+        finally:
+            os.close(fd)
+        self.layer.dir_attrs[(*parent.real, base)] = (self.member.mode & 0o7777, self.mtime)
+
+    def make_file(self, parent: Parent, base: str) -> None:
+        _remove(parent.fd, base)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(base, flags, 0o600, dir_fd=parent.fd)
+        with os.fdopen(fd, "wb") as out:
+            source = self.tar.extractfile(self.member)
+            if source is not None:
+                shutil.copyfileobj(source, out, CHUNK)
+            out.flush()
+            self.own(fd)
+            # chown(2) clears the set-user-ID and set-group-ID bits: the mode comes after.
+            os.chmod(fd, self.member.mode & 0o7777)
+            os.utime(fd, ns=(self.mtime, self.mtime))
+
+    def make_symlink(self, parent: Parent, base: str) -> None:
+        _remove(parent.fd, base)
+        os.symlink(self.member.linkname, base, dir_fd=parent.fd)
+        self.own_name(parent.fd, base)
+        os.utime(base, ns=(self.mtime, self.mtime), dir_fd=parent.fd, follow_symlinks=False)
+
+    def make_fifo(self, parent: Parent, base: str) -> None:
+        _remove(parent.fd, base)
+        os.mkfifo(base, 0o600, dir_fd=parent.fd)
+        self.own_name(parent.fd, base)
+        fd = os.open(base, os.O_PATH | os.O_NOFOLLOW, dir_fd=parent.fd)
+        try:
+            # fchmod(2) refuses O_PATH descriptors; the /proc alias of one does not.
+            os.chmod(f"/proc/self/fd/{fd}", self.member.mode & 0o7777)
+        finally:
+            os.close(fd)
+        os.utime(base, ns=(self.mtime, self.mtime), dir_fd=parent.fd, follow_symlinks=False)
+
+    def make_hardlink(self, parent: Parent, base: str) -> None:
+        """Link to a path already in the root; tar gives a hard link no metadata of its own."""
+        linkname = self.member.linkname
+        target = split_name(linkname, self.label, "its link target")
+        if not target:
+            raise self.fail("a hard link cannot point at the root directory")
+        try:
+            with self.layer.root.directory(target[:-1], self.label) as source:
+                self.link_from(source, target[-1], parent, base)
+        except FileNotFoundError:
+            raise self.fail(f"its target {linkname!r} does not exist") from None
+
+    def link_from(self, source: Parent, src: str, parent: Parent, base: str) -> None:
+        if (*source.real, src) == (*parent.real, base):
+            return
+        st = os.stat(src, dir_fd=source.fd, follow_symlinks=False)  # missing: caller says so
+        if stat.S_ISDIR(st.st_mode):
+            raise self.fail(f"its target {self.member.linkname!r} is a directory")
+        _remove(parent.fd, base)
+        os.link(src, base, src_dir_fd=source.fd, dst_dir_fd=parent.fd, follow_symlinks=False)
+
+    def own(self, fd: int) -> None:
+        self.chown(lambda: os.chown(fd, self.member.uid, self.member.gid))
+
+    def own_name(self, dir_fd: int, base: str) -> None:
+        uid, gid = self.member.uid, self.member.gid
+        self.chown(lambda: os.chown(base, uid, gid, dir_fd=dir_fd, follow_symlinks=False))
+
+    def chown(self, call: Callable[[], None]) -> None:
+        try:
+            call()
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EINVAL):
+                raise
+            raise self.fail(
+                f"cannot give it owner {self.member.uid}:{self.member.gid}: {exc.strerror}",
+                hint=SUBID_HINT,
+            ) from None
+
+
+def _is_dir(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _remove(dir_fd: int, name: str) -> None:
+    """Remove `name` from the directory `dir_fd`, a directory with all it holds."""
+    if _is_dir(dir_fd, name):
+        shutil.rmtree(name, dir_fd=dir_fd)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
