@@ -127,9 +127,9 @@ def destroy_cgroup(path: Path, timeout: float = 10.0) -> None:
     """Kill every process under `path`, wait until it is empty, remove the sub-tree."""
     if not path.exists():
         return
-    (path / "cgroup.kill").write_text("1")
     deadline = time.monotonic() + timeout
     while "populated 1" in (path / "cgroup.events").read_text():
+        kill_cgroup(path)
         if time.monotonic() > deadline:
             raise SandboxError(f"failed to empty cgroup {path}: processes survive SIGKILL")
         time.sleep(0.02)
@@ -138,13 +138,26 @@ def destroy_cgroup(path: Path, timeout: float = 10.0) -> None:
         os.rmdir(parent)
 
 
+def kill_cgroup(path: Path) -> None:
+    """SIGKILL every process under `path`: cgroup.kill, or one by one before Linux 5.14."""
+    if (path / "cgroup.kill").exists():
+        (path / "cgroup.kill").write_text("1")
+        return
+    for procs in path.rglob("cgroup.procs"):
+        for pid in procs.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
 def remove_stale_sandboxes(root: Path) -> None:
     """Remove the cgroups and logs of sandboxes whose owning process has died."""
     for path in root.glob(f"{CGROUP_PREFIX}.*"):
         if not owner_alive(path.name):
             log.info("removing stale sandbox %s", path.name)
             destroy_cgroup(path)
-            (STATE_DIR / f"{path.name}.log").unlink(missing_ok=True)
+    for console in STATE_DIR.glob(f"{CGROUP_PREFIX}.*.log"):
+        if not owner_alive(console.name.removesuffix(".log")):
+            console.unlink(missing_ok=True)
 
 
 # -- users ------------------------------------------------------------------------------
@@ -162,7 +175,7 @@ def read_subids(path: Path) -> list[tuple[str, int, int]]:
 
 
 def free_subid_start(taken: Sequence[tuple[str, int, int]]) -> int:
-    """The lowest start, aligned to SUBID_COUNT, whose range overlaps no entry."""
+    """The lowest start, SUBID_MIN plus a multiple of SUBID_COUNT, overlapping no entry."""
     start = SUBID_MIN
     while any(s < start + SUBID_COUNT and start < s + n for _, s, n in taken):
         start += SUBID_COUNT
@@ -185,24 +198,15 @@ def ensure_user(name: str, subids: bool) -> None:
     except KeyError:
         # useradd would pick ranges itself (SUB_UID_COUNT in login.defs); we choose them
         # below so that a range never overlaps what another user holds.
-        run_host(
-            [
-                "useradd",
-                "--create-home",
-                "--home-dir",
-                f"/home/{name}",
-                "--shell",
-                "/bin/bash",
-                "--user-group",
-                "-K",
-                "SUB_UID_COUNT=0",
-                "-K",
-                "SUB_GID_COUNT=0",
-                name,
-            ]
-        )
+        home = ["--create-home", "--home-dir", f"/home/{name}", "--shell", "/bin/bash"]
+        no_subids = ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"]
+        run_host(["useradd", *home, "--user-group", *no_subids, name])
 
     files = {"uids": Path("/etc/subuid"), "gids": Path("/etc/subgid")}
+    for path in files.values():
+        # usermod refuses to add ranges to a file that does not exist.
+        if not path.exists():
+            path.touch(mode=0o644)
     entries = {kind: read_subids(path) for kind, path in files.items()}
     own = {kind: [(s, n) for o, s, n in found if o == name] for kind, found in entries.items()}
     if subids:
@@ -236,14 +240,14 @@ def host_masked_units() -> list[str]:
     return sorted(enabled | set(MASKED_UNITS))
 
 
-def boot_script(console: Path, checkout: Path | None, hostname: str) -> str:
+def boot_script(console: Path, checkout: Path | None) -> str:
     """The shell script that runs as PID 1 of the new namespaces and becomes systemd."""
     q = shlex.quote
     lines = [
         "set -eu",
         # Private copies of what systemd writes to; `unshare` made `/` private already,
         # so none of these mounts propagates to the host.
-        f"mount --bind {q(str(console))} /dev/console",
+        f"if [ -e /dev/console ]; then mount --bind {q(str(console))} /dev/console; fi",
         "mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run",
     ]
     if checkout is not None:
@@ -265,7 +269,6 @@ def boot_script(console: Path, checkout: Path | None, hostname: str) -> str:
     lines += [f"ln -s /dev/null /run/systemd/system/{q(u)}" for u in host_masked_units()]
     lines += [
         "mount --make-rshared /",
-        f"hostname {q(hostname)}",
         f"exec env -i container={CGROUP_PREFIX} PATH={USER_PATH} {SYSTEMD}"
         " --unit=multi-user.target",
     ]
@@ -470,7 +473,7 @@ class SandboxHost:
         (self.cgroup / "sandbox-exec").mkdir()
         STATE_DIR.mkdir(mode=0o755, exist_ok=True)
         self.console_log.touch(mode=0o600)
-        script = boot_script(self.console_log, self.checkout, "sdpod-sandbox")
+        script = boot_script(self.console_log, self.checkout)
         # The launcher, not this process, moves into the cgroup: the cgroup namespace
         # that unshare(1) creates is rooted where its caller lives. pdeathsig and
         # --kill-child take the whole pid namespace down if this process dies.
