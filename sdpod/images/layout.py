@@ -273,7 +273,8 @@ class _Resolver:
                 hint="copy the image with `skopeo copy --dest-compress-format gzip`",
             )
         raise self.fail(
-            f"layer {layer.digest} has media type {layer.media_type!r}, not a filesystem layer"
+            f"layer {layer.digest} has media type {layer.media_type!r}, which is no "
+            "filesystem layer: this is not a container image"
         )
 
     def check_platform(self, config: ImageConfig) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="sets file owners: nee
 
 
 def make_image(
-    tmp_path: Path, layers: list[list[Entry]], config: dict[str, Any] | None = None, **kw: Any
+    tmp_path: Path,
+    layers: Sequence[Sequence[Entry]],
+    config: dict[str, Any] | None = None,
+    **kw: Any,
 ) -> LayoutImage:
     """Write a one-image layout at tmp_path/layout, tagged `test`."""
     build_layout(tmp_path / "layout", "test", layers, config or {"Cmd": ["true"]}, **kw)
@@ -27,7 +31,7 @@ def make_image(
 
 def import_layers(
     tmp_path: Path,
-    layers: list[list[Entry]],
+    layers: Sequence[Sequence[Entry]],
     config: dict[str, Any] | None = None,
     unpack: Unpack | None = None,
 ) -> StoredImage:

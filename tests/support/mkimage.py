@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ def _tarinfo(entry: Entry) -> tuple[tarfile.TarInfo, bytes | None]:
     return info, None
 
 
-def layer_tar(entries: list[Entry]) -> bytes:
+def layer_tar(entries: Sequence[Entry]) -> bytes:
     """An uncompressed layer holding `entries` in the order given."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -250,7 +251,7 @@ class Layout:
 
     def add_image(
         self,
-        layers: list[list[Entry]],
+        layers: Sequence[Sequence[Entry]],
         config: dict[str, Any],
         platform: dict[str, str] | None = None,
         compress: bool = True,
@@ -312,7 +313,7 @@ class Layout:
 def build_layout(
     dest: Path,
     tag: str,
-    layers: list[list[Entry]],
+    layers: Sequence[Sequence[Entry]],
     config: dict[str, Any],
     platform: dict[str, str] | None = None,
     compress: bool = True,
