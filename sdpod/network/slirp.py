@@ -47,29 +47,38 @@ def _argv(pid: int, api_socket: Path, ready_fd: int) -> list[str]:
 
 
 def start(pid: int, api_socket: Path) -> subprocess.Popen[bytes]:
-    """Start slirp4netns for the network namespace of `pid`; return once tap0 is up."""
+    """Start slirp4netns for the network namespace of `pid`; return once tap0 is up.
+
+    Its chatter at every start would fill the unit's journal, so it goes to a log file
+    beside the API socket, which is quoted when the helper fails.
+    """
     api_socket.unlink(missing_ok=True)
+    log_path = api_socket.with_suffix(".log")
     ready_r, ready_w = os.pipe()
     argv = _argv(pid, api_socket, ready_w)
     log.debug("running %s", subprocess.list2cmdline(argv))
-    helper = subprocess.Popen(argv, pass_fds=[ready_w], stdout=subprocess.DEVNULL)
+    with log_path.open("wb") as log_file:
+        helper = subprocess.Popen(
+            argv, pass_fds=[ready_w], stdout=log_file, stderr=subprocess.STDOUT
+        )
     os.close(ready_w)
     try:
-        _wait_ready(ready_r, helper)
+        _wait_ready(ready_r, helper, log_path)
     finally:
         os.close(ready_r)
     return helper
 
 
-def _wait_ready(ready_r: int, helper: subprocess.Popen[bytes]) -> None:
+def _wait_ready(ready_r: int, helper: subprocess.Popen[bytes], log_path: Path) -> None:
     readable, _, _ = select.select([ready_r], [], [], READY_TIMEOUT_SECONDS)
     if readable and os.read(ready_r, 1) == b"1":
         return
     helper.kill()
     helper.wait()
+    said = log_path.read_text(errors="replace").strip().splitlines()[-3:]
     raise NetworkError(
         "failed to start the container's network: slirp4netns exited with status "
-        f"{helper.returncode} before it was ready (its own message is above in the log)",
+        f"{helper.returncode} before it was ready: {' / '.join(said) or 'no message'}",
         hint="check that /dev/net/tun exists and is readable and writable by this user",
     )
 

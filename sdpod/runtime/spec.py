@@ -58,11 +58,16 @@ READONLY_PATHS = (
 class ImageDefaults(Protocol):
     """What a container takes from its image's configuration."""
 
-    entrypoint: tuple[str, ...]
-    cmd: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    working_dir: str
-    user: str
+    @property
+    def entrypoint(self) -> tuple[str, ...]: ...
+    @property
+    def cmd(self) -> tuple[str, ...]: ...
+    @property
+    def env(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def working_dir(self) -> str: ...
+    @property
+    def user(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jeepney import DBusAddress, DBusErrorResponse, MatchRule, message_bus, new_method_call
+from jeepney import (
+    DBusAddress,
+    DBusErrorResponse,
+    MatchRule,
+    message_bus,
+    new_method_call,
+)
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
+from jeepney.wrappers import unwrap_msg
 
 from sdpod.errors import SystemdError
 from sdpod.units.translate import Property
@@ -71,7 +78,8 @@ class Manager:
 
     def _call(self, address: DBusAddress, method: str, signature: str, *args: Any) -> Any:
         message = new_method_call(address, method, signature or None, args or None)
-        return self._connection.send_and_get_reply(message, timeout=JOB_TIMEOUT_SECONDS).body
+        reply = self._connection.send_and_get_reply(message, timeout=JOB_TIMEOUT_SECONDS)
+        return unwrap_msg(reply)
 
     def start_transient(self, name: str, properties: Sequence[Property]) -> None:
         """Create and start the service `name`; return when its start job is done."""
@@ -104,9 +112,10 @@ class Manager:
                 raise SystemdError(f"failed to reset unit {name}: {error}") from None
 
     def _run_job(self, name: str, verb: str, method: str, signature: str, *args: Any) -> None:
+        # No sender in the rule: signals carry the manager's unique bus name, which
+        # jeepney's local filter would compare with the well-known name and miss.
         rule = MatchRule(
             type="signal",
-            sender=SYSTEMD.bus_name,
             interface=SYSTEMD.interface,
             member="JobRemoved",
             path=SYSTEMD.object_path,

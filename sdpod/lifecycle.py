@@ -1,0 +1,182 @@
+"""Bring the containers of a TOML file up and down, and list what runs.
+
+This is where the layers meet, in the order data flows: the TOML's model, the image,
+the OCI bundle, the unit's properties, systemd. Each step that can fail on the user's
+input runs before anything is started or written.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdpod import paths
+from sdpod.config.load import load_project
+from sdpod.config.model import Container
+from sdpod.errors import RuntimeSetupError, SdpodError
+from sdpod.images.store import ImageStore
+from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
+from sdpod.network import files, ports
+from sdpod.runtime import bundle
+from sdpod.runtime.spec import (
+    ANNOTATION_IMAGE,
+    ANNOTATION_PORTS,
+    BundleLayout,
+    build_spec,
+)
+from sdpod.units.manager import UNIT_INTERFACE, Manager
+from sdpod.units.translate import service_properties
+
+Say = Callable[[str], None]
+
+INIT_BINARY = "tini-static"
+RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
+
+
+def _refuse_root() -> None:
+    if os.geteuid() == 0:
+        raise SdpodError(
+            "sdpod runs containers as an unprivileged user for now: "
+            "root mode (the system manager) is not implemented yet",
+            hint="run sdpod as the user who should own the containers",
+        )
+
+
+def find_init() -> Path:
+    found = shutil.which(INIT_BINARY)
+    if found is None:
+        raise RuntimeSetupError(
+            f"failed to find {INIT_BINARY}, the init that runs as each container's PID 1",
+            hint="install Debian's package `tini`",
+        )
+    return Path(found)
+
+
+def launcher_argv(bundle_dir: Path, debug: bool = False) -> list[str]:
+    """The unit's command: this Python, running only the runtime's launcher."""
+    argv = [sys.executable, "-m", "sdpod.runtime", "launch", str(bundle_dir)]
+    return [*argv, "--debug"] if debug else argv
+
+
+def _etc_files(name: str) -> dict[str, str]:
+    return {
+        "hosts": files.hosts(name),
+        "hostname": files.hostname(name),
+        "resolv.conf": files.resolv_conf(),
+    }
+
+
+def remove_container_files(name: str, mapping: IdMapping) -> None:
+    """Delete a container's directory, whose files belong to its subordinate ids."""
+    directory = paths.container_dir(name)
+    if directory.exists():
+        run_in_userns(mapping, functools.partial(shutil.rmtree, directory))
+
+
+@dataclass
+class _Context:
+    manager: Manager
+    store: ImageStore
+    mapping: IdMapping
+    init: Path
+    debug: bool
+
+
+def up(file: Path, say: Say, debug: bool = False) -> None:
+    """Start every container of `file` that is not running yet."""
+    project = load_project(file)
+    _refuse_root()
+    mapping = rootless_mapping()
+    init = find_init()
+    store = ImageStore(paths.data_dir())
+    with Manager.connect() as manager:
+        context = _Context(manager, store, mapping, init, debug)
+        for container in project.containers:
+            _up_one(container, context, say)
+
+
+def _is_running(manager: Manager, unit: str) -> bool:
+    state = manager.unit_property(unit, UNIT_INTERFACE, "ActiveState")
+    return state in RUNNING_STATES
+
+
+def _up_one(container: Container, context: _Context, say: Say) -> None:
+    unit = container.unit_name
+    if _is_running(context.manager, unit):
+        say(f"{container.name}: already running as {unit}")
+        return
+    ports.check_free(container.ports)
+
+    image = context.store.import_layout(
+        container.image, unpack=functools.partial(run_in_userns, context.mapping)
+    )
+    layout = BundleLayout.under(paths.container_dir(container.name), image.rootfs)
+    spec = build_spec(container, image.config, layout, context.mapping, context.init)
+    created = not layout.bundle.exists()
+    bundle.prepare(layout, spec, _etc_files(container.name))
+
+    properties = service_properties(container, launcher_argv(layout.bundle, context.debug))
+    try:
+        context.manager.start_transient(unit, properties)
+    except SdpodError:
+        context.manager.stop(unit)
+        if created:
+            remove_container_files(container.name, context.mapping)
+        raise
+    say(f"{container.name}: running as {unit}{_published(container)}")
+
+
+def _published(container: Container) -> str:
+    if not container.ports:
+        return ""
+    listed = ", ".join(
+        f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol.value}" for p in container.ports
+    )
+    return f", publishing {listed}"
+
+
+def down(file: Path, say: Say) -> None:
+    """Stop every container of `file` and remove its files; the images stay."""
+    project = load_project(file)
+    _refuse_root()
+    mapping = rootless_mapping()
+    with Manager.connect() as manager:
+        for container in project.containers:
+            manager.stop(container.unit_name)
+            remove_container_files(container.name, mapping)
+            say(f"{container.name}: stopped and removed")
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    unit: str
+    state: str
+    ports: str
+    image: str
+
+
+def ps() -> list[ContainerStatus]:
+    """Every container unit the manager knows, with what its bundle says."""
+    with Manager.connect() as manager:
+        units = manager.list_units("sdpod-*.service")
+    rows = []
+    for unit in units:
+        name = unit.name.removeprefix("sdpod-").removesuffix(".service")
+        spec = bundle.read_spec(paths.container_dir(name)) or {}
+        annotations = spec.get("annotations", {})
+        rows.append(
+            ContainerStatus(
+                name=name,
+                unit=unit.name,
+                state=f"{unit.active_state} ({unit.sub_state})",
+                ports=annotations.get(ANNOTATION_PORTS, "").replace(",", ", "),
+                image=annotations.get(ANNOTATION_IMAGE, "?"),
+            )
+        )
+    return rows
