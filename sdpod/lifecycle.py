@@ -78,6 +78,12 @@ def remove_container_files(name: str, mapping: IdMapping) -> None:
         run_in_userns(mapping, functools.partial(shutil.rmtree, directory))
 
 
+def _remove_runtime_files(name: str) -> None:
+    socket = paths.network_socket(name)
+    socket.unlink(missing_ok=True)
+    socket.with_suffix(".log").unlink(missing_ok=True)
+
+
 @dataclass
 class _Context:
     manager: Manager
@@ -149,6 +155,7 @@ def down(file: Path, say: Say) -> None:
         for container in project.containers:
             manager.stop(container.unit_name)
             remove_container_files(container.name, mapping)
+            _remove_runtime_files(container.name)
             say(f"{container.name}: stopped and removed")
 
 

@@ -20,3 +20,16 @@ def containers_dir() -> Path:
 
 def container_dir(name: str) -> Path:
     return containers_dir() / name
+
+
+def runtime_dir() -> Path:
+    """Sockets and logs that live as long as the boot: `$XDG_RUNTIME_DIR/sdpod`."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else None)
+    if base is None:
+        return data_dir() / "run"
+    return Path(base) / "sdpod"
+
+
+def network_socket(name: str) -> Path:
+    """The API socket of a container's network helper; its log sits beside it."""
+    return runtime_dir() / f"{name}.slirp4netns"

@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from sdpod import paths
 from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.userns import IdMapping, IdRange, map_ids
@@ -52,14 +53,6 @@ def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
         host_ip, host_port, container_port = address.rsplit(":", 2)
         ports.append(PortMapping(host_ip, int(host_port), int(container_port), Protocol(protocol)))
     return ports
-
-
-def api_socket_path(spec: dict[str, Any], bundle: Path) -> Path:
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
-    if runtime_dir:
-        return Path(runtime_dir) / "sdpod" / f"{name}.slirp4netns"
-    return bundle / "slirp4netns.sock"
 
 
 class _Pipes:
@@ -132,7 +125,8 @@ def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
     mode = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
     if mode != "slirp4netns":
         raise NetworkError(f"failed to start the container's network: unknown mode {mode!r}")
-    socket_path = api_socket_path(spec, bundle)
+    name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
+    socket_path = paths.network_socket(name)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     slirp.start(init, socket_path)
     slirp.publish(socket_path, ports_of(spec))
