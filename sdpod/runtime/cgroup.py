@@ -54,6 +54,10 @@ def find_unit_cgroup() -> UnitCgroup | None:
         log.warning("no cgroup v2 hierarchy found: the container shares the unit's cgroup")
         return None
     path = mount / relative.lstrip("/")
+    if not path.name.endswith(".service"):
+        # Run by hand rather than as a unit: the cgroup is nobody's to split.
+        log.debug("not in a service's cgroup (%s): leaving cgroups alone", path)
+        return None
     if not os.access(path / "cgroup.procs", os.W_OK):
         log.warning("cgroup %s is not delegated to this user: the container shares it", path)
         return None

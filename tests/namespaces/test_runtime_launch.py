@@ -1,0 +1,148 @@
+"""The launcher run by hand, outside systemd: what the container sees from inside.
+
+These fork into real user, mount, pid, uts, ipc, network and cgroup namespaces, and so
+need root (to write the id maps without /etc/subuid) plus slirp4netns and tini.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.mkimage import build_busybox_image
+
+from sdpod.config.model import Container, LayoutImage
+from sdpod.images.store import ImageStore
+from sdpod.kernel.userns import IdMapping, IdRange, run_in_userns
+from sdpod.runtime import bundle
+from sdpod.runtime.spec import BundleLayout, build_spec
+
+pytestmark = [
+    pytest.mark.namespaces,
+    pytest.mark.skipif(os.geteuid() != 0, reason="writes id maps directly, which needs root"),
+    pytest.mark.skipif(
+        not (shutil.which("slirp4netns") and shutil.which("tini-static")),
+        reason="needs slirp4netns and tini-static (scripts/install installs both)",
+    ),
+]
+
+MAPPING = IdMapping(
+    uids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
+    gids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
+)
+
+PROBE = """
+echo "hostname=$(hostname)"
+echo "uid=$(id -u) gid=$(id -g)"
+echo "uid_map=$(cat /proc/self/uid_map | tr -s ' ' | tr '\\n' ';')"
+echo "pid1=$(cat /proc/1/cmdline | tr '\\0' ' ')"
+echo "self=$$"
+echo "devices=$(ls /dev | tr '\\n' ' ')"
+echo "keys=$(wc -c < /proc/keys 2>&1)"
+echo "proc_sys_rw=$(echo x > /proc/sys/kernel/hostname 2>/dev/null && echo yes || echo no)"
+echo "sysfs_rw=$(mkdir /sys/probe 2>/dev/null && echo yes || echo no)"
+echo "volume=$(cat /data/note)"
+echo "write_volume=$(touch /data/x 2>/dev/null && echo yes || echo no)"
+echo "hosts=$(grep -c probe /etc/hosts)"
+echo "host_root=$(ls /work 2>&1 | head -1)"
+echo "lo=$(cat /sys/class/net/lo/operstate)"
+echo "tap0=$(cat /sys/class/net/tap0/address >/dev/null && echo present)"
+"""
+
+
+def run_probe(tmp_path: Path) -> dict[str, str]:
+    image_dir = tmp_path / "image"
+    build_busybox_image(image_dir, "latest")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/note").write_text("from the host\n")
+
+    store = ImageStore(tmp_path / "store")
+    image = store.import_layout(
+        LayoutImage(image_dir, "latest"), unpack=lambda work: run_in_userns(MAPPING, work)
+    )
+    from pathlib import PurePosixPath
+
+    from sdpod.config.model import BindVolume
+
+    container = Container(
+        name="probe",
+        image=LayoutImage(image_dir, "latest"),
+        command=("sh", "-c", PROBE),
+        volumes=(BindVolume(tmp_path / "data", PurePosixPath("/data"), read_only=True),),
+    )
+    layout = BundleLayout.under(tmp_path / "bundle", image.rootfs)
+    spec = build_spec(
+        container, image.config, layout, MAPPING, Path(shutil.which("tini-static") or "")
+    )
+    bundle.prepare(
+        layout,
+        spec,
+        {
+            "hosts": "127.0.0.1 localhost probe\n",
+            "hostname": "probe\n",
+            "resolv.conf": "nameserver 10.0.2.3\n",
+        },
+    )
+
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    env.pop("NOTIFY_SOCKET", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "sdpod.runtime", "launch", str(layout.bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line.partition("=") for line in result.stdout.splitlines() if "=" in line]
+    return {key: value.strip() for key, _, value in lines}
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("launch")
+    try:
+        return run_probe(path)
+    finally:
+        run_in_userns(MAPPING, lambda: shutil.rmtree(path))
+
+
+def test_the_container_has_its_own_names_and_ids(seen: dict[str, str]) -> None:
+    assert seen["hostname"] == "probe"
+    assert seen["uid"] == "0 gid=0"
+    assert seen["uid_map"] == "0 0 1; 1 300000 65536;"
+
+
+def test_the_init_is_pid_1_and_runs_the_command(seen: dict[str, str]) -> None:
+    assert seen["pid1"].startswith("/dev/init -- sh -c")
+    assert seen["self"] != "1"
+
+
+def test_dev_holds_the_devices_every_container_gets(seen: dict[str, str]) -> None:
+    for device in ("null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm"):
+        assert device in seen["devices"].split()
+
+
+def test_kernel_files_are_masked_and_read_only(seen: dict[str, str]) -> None:
+    assert seen["keys"] == "0"
+    assert seen["proc_sys_rw"] == "no"
+    assert seen["sysfs_rw"] == "no"
+
+
+def test_volumes_and_etc_files_are_mounted(seen: dict[str, str]) -> None:
+    assert seen["volume"] == "from the host"
+    assert seen["write_volume"] == "no"
+    assert seen["hosts"] == "1"
+
+
+def test_the_host_root_is_out_of_reach(seen: dict[str, str]) -> None:
+    assert "No such file or directory" in seen["host_root"]
+
+
+def test_the_network_namespace_has_loopback_and_tap(seen: dict[str, str]) -> None:
+    assert seen["lo"] in ("up", "unknown")
+    assert seen["tap0"] == "present"
