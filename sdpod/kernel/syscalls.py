@@ -41,6 +41,7 @@ MNT_DETACH = 2
 
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 
 # pivot_root has no glibc wrapper; its number differs between architectures.

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sdpod.kernel import syscalls, userns
+from sdpod.kernel import capabilities, syscalls, userns
 from sdpod.runtime import mounts
 
 NAMESPACE_FLAGS = {
@@ -115,6 +115,7 @@ def _pivot_into(rootfs: str) -> None:
 
 
 def _exec_process(process: dict[str, Any], errors_fd: int) -> NoReturn:
+    capabilities.limit_bounding_set(process.get("capabilities", {}).get("bounding", []))
     user = process.get("user", {})
     os.setgroups(user.get("additionalGids", []))
     os.setresgid(user.get("gid", 0), user.get("gid", 0), user.get("gid", 0))

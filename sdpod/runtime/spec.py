@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sdpod.config.model import Container, PortMapping
 from sdpod.errors import RuntimeSetupError
+from sdpod.kernel import capabilities
 from sdpod.kernel.userns import IdMapping, IdRange
 
 OCI_VERSION = "1.1.0"
@@ -240,6 +241,9 @@ def build_spec(
             "env": process_env(container, image),
             "cwd": image.working_dir or "/",
             "noNewPrivileges": True,
+            # Only the bounding set is applied so far; root's effective and permitted
+            # sets follow from it at exec, and other users start with none.
+            "capabilities": {"bounding": list(capabilities.DEFAULT)},
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": container.name,

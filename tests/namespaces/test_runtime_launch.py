@@ -17,6 +17,7 @@ from support.mkimage import build_busybox_image
 
 from sdpod.config.model import Container, LayoutImage
 from sdpod.images.store import ImageStore
+from sdpod.kernel import capabilities
 from sdpod.kernel.userns import IdMapping, IdRange, run_in_userns
 from sdpod.runtime import bundle
 from sdpod.runtime.spec import BundleLayout, build_spec
@@ -49,6 +50,8 @@ echo "volume=$(cat /data/note)"
 echo "write_volume=$(touch /data/x 2>/dev/null && echo yes || echo no)"
 echo "hosts=$(grep -c probe /etc/hosts)"
 echo "host_root=$(ls /work 2>&1 | head -1)"
+echo "bounding=$(awk '/^CapBnd/ {print $2}' /proc/self/status)"
+echo "effective=$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 echo "lo=$(cat /sys/class/net/lo/operstate)"
 echo "tap0=$(cat /sys/class/net/tap0/address >/dev/null && echo present)"
 """
@@ -146,3 +149,9 @@ def test_the_host_root_is_out_of_reach(seen: dict[str, str]) -> None:
 def test_the_network_namespace_has_loopback_and_tap(seen: dict[str, str]) -> None:
     assert seen["lo"] in ("up", "unknown")
     assert seen["tap0"] == "present"
+
+
+def test_capabilities_are_the_engines_default_set(seen: dict[str, str]) -> None:
+    expected = sum(1 << capabilities.NAMES.index(name) for name in capabilities.DEFAULT)
+    assert int(seen["bounding"], 16) == expected
+    assert int(seen["effective"], 16) == expected
