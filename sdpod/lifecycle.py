@@ -131,6 +131,7 @@ def _up_one(container: Container, context: _Context, say: Say) -> None:
         context.manager.start_transient(unit, properties)
     except SdpodError:
         context.manager.stop(unit)
+        _remove_runtime_files(container.name)
         if created:
             remove_container_files(container.name, context.mapping)
         raise

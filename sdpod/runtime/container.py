@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from sdpod.kernel import capabilities, syscalls, userns
 from sdpod.runtime import mounts
+from sdpod.runtime.spec import INIT_PATH
 
 NAMESPACE_FLAGS = {
     "mount": syscalls.CLONE_NEWNS,
@@ -115,23 +116,64 @@ def _pivot_into(rootfs: str) -> None:
 
 
 def _exec_process(process: dict[str, Any], errors_fd: int) -> NoReturn:
+    env = dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
+    args = process["args"]
+    _check_command(_payload(args), env.get("PATH", ""))
+
     capabilities.limit_bounding_set(process.get("capabilities", {}).get("bounding", []))
-    user = process.get("user", {})
-    os.setgroups(user.get("additionalGids", []))
-    os.setresgid(user.get("gid", 0), user.get("gid", 0), user.get("gid", 0))
-    os.setresuid(user.get("uid", 0), user.get("uid", 0), user.get("uid", 0))
+    _switch_user(process.get("user", {}))
     if process.get("noNewPrivileges"):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
 
     os.chdir(process.get("cwd", "/"))
-    env = dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
     os.closerange(3, errors_fd)
     os.closerange(errors_fd + 1, os.sysconf("SC_OPEN_MAX"))
-    args = process["args"]
     try:
         os.execvpe(args[0], args, env)
     except OSError as error:
         raise OSError(error.errno, f"failed to run {args[0]!r}: {error.strerror}") from None
+
+
+def _payload(args: list[str]) -> str:
+    """The container's own command, behind the init if there is one."""
+    if args[0] == INIT_PATH and "--" in args[1:]:
+        return args[args.index("--") + 1]
+    return args[0]
+
+
+def _check_command(command: str, search_path: str) -> None:
+    """Fail here, where the launcher can report it, if the command cannot be found.
+
+    Behind an init, a missing command would only be noticed by the init after the
+    unit has been declared started.
+    """
+    if "/" in command:
+        candidates = [command]
+    else:
+        candidates = [os.path.join(d or ".", command) for d in search_path.split(":")]
+    if not any(os.path.isfile(c) and os.access(c, os.X_OK) for c in candidates):
+        where = "" if "/" in command else f" in PATH={search_path}"
+        raise FileNotFoundError(f"command {command!r} not found in the container{where}")
+
+
+def _switch_user(user: dict[str, Any]) -> None:
+    uid, gid, groups = user.get("uid", 0), user.get("gid", 0), user.get("additionalGids", [])
+    # With a single-id mapping the kernel requires setgroups(2) to be denied
+    # (user_namespaces(7)); then there are no other groups to set.
+    if _setgroups_allowed():
+        os.setgroups(groups)
+    elif groups:
+        raise PermissionError(
+            f"the image's user needs the supplementary groups {groups}, which a single-id "
+            "mapping cannot give; the user needs subordinate ids in /etc/subgid"
+        )
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def _setgroups_allowed() -> bool:
+    with open("/proc/self/setgroups") as file:
+        return file.read().strip() == "allow"
 
 
 def _report(errors_fd: int, error: BaseException) -> None:

@@ -51,6 +51,7 @@ class Manager:
 
     def __init__(self, connection: DBusConnection, user: bool) -> None:
         self._connection = connection
+        self._subscribed = False
         self.user = user
 
     @classmethod
@@ -120,8 +121,7 @@ class Manager:
             member="JobRemoved",
             path=SYSTEMD.object_path,
         )
-        self._connection.send_and_get_reply(message_bus.AddMatch(rule))
-        self._call(SYSTEMD, "Subscribe", "")
+        self._subscribe(rule)
         with self._connection.filter(rule) as signals:
             try:
                 (job,) = self._call(SYSTEMD, method, signature, *args)
@@ -135,6 +135,15 @@ class Manager:
                 f"failed to {verb} {name}: its job ended as {result!r}\n" + self.recent_log(name),
                 hint=f"`{self.journalctl_hint(name)}` shows the whole log",
             )
+
+    def _subscribe(self, rule: MatchRule) -> None:
+        # The manager emits job signals only to subscribed clients, and refuses a second
+        # subscription from the same connection (AlreadySubscribed).
+        if self._subscribed:
+            return
+        self._connection.send_and_get_reply(message_bus.AddMatch(rule))
+        self._call(SYSTEMD, "Subscribe", "")
+        self._subscribed = True
 
     def _wait_for_job(self, signals: Any, job: str) -> str:
         while True:

@@ -312,13 +312,6 @@ def nosub_dir(sandbox: SandboxHost) -> Iterator[Path]:
         yield path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sdpod bug: the container's init calls setgroups(2), which the kernel refuses "
-    "with EPERM once setgroups is denied, as a single-id mapping requires; the start "
-    "fails with `[Errno 1] Operation not permitted`, then up dies with a traceback "
-    "(AlreadySubscribed, see test_container_failing_at_start)",
-)
 def test_user_without_subids_runs_root_owned_image(sandbox: SandboxHost, nosub_dir: Path) -> None:
     assert sandbox.nosub_user is not None
     project = Project.create(sandbox, sandbox.nosub_user, nosub_dir, unique("nosub"), free_port())
@@ -358,30 +351,18 @@ def test_user_without_subids_is_told_why_an_image_cannot_be_used(
 
 # -- 7. a container that fails as it starts --------------------------------------------
 
-# A container whose command exits at once, and one whose launcher cannot even build its
+# A container whose command does not exist, and one whose launcher cannot even build its
 # root (a directory bind-mounted onto the image's file /bin/busybox fails with ENOTDIR):
 # how to spoil the file. Either way `up` must fail naming the unit, and the next `up` of
 # the fixed file must work.
 FAILING_STARTS = [
     pytest.param(
-        lambda t: t.replace(json.dumps(list(HTTPD)), '["false"]'),
-        id="exits-at-once",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="sdpod bug: up reports `running` and exits 0 for a container whose "
-            "command exits at once: the launcher sends READY=1 at exec, so the start job "
-            "is `done` before the payload fails; up never looks at the unit again",
-        ),
+        lambda t: t.replace(json.dumps(list(HTTPD)), '["no-such-command"]'),
+        id="command-not-found",
     ),
     pytest.param(
         lambda t: t.replace("./www:/www:ro", "./www:/bin/busybox:ro"),
         id="cannot-start",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="sdpod bug: after a failed start job, Manager.stop() on the same D-Bus "
-            "connection calls Subscribe again, systemd answers AlreadySubscribed, and up "
-            "dies with a traceback before its clean-up",
-        ),
     ),
 ]
 
@@ -399,6 +380,35 @@ def test_container_failing_at_start_is_reported_and_can_be_fixed(
     assert "Traceback" not in up.stderr, ok(up)
     assert project.unit in errors_of(up.stderr), ok(up)
     assert project.show()["ActiveState"] != "active"
+
+    project.rewrite(fixed)
+    again = project.up()
+    assert again.returncode == 0, ok(again)
+    assert_running(project)
+
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+
+
+def test_container_exiting_at_once_ends_failed_and_can_be_fixed(
+    make_project: MakeProject,
+) -> None:
+    # The command starts, so `up` reports it started, as docker and podman do; systemd
+    # then records the exit, `ps` shows it, and the next `up` replaces the failed unit.
+    project = make_project(unique("exits"), restart="no")
+    fixed = container_toml(project.name, project.port, restart="no")
+    project.rewrite(fixed.replace(json.dumps(list(HTTPD)), '["false"]'))
+
+    up = project.up()
+    assert "Traceback" not in up.stderr, ok(up)
+    wait_for(
+        lambda: True if project.show()["ActiveState"] == "failed" else None,
+        RESTART_TIMEOUT,
+        "the unit to fail",
+    )
+    listed = project.sdpod("ps")
+    assert re.search(rf"^{re.escape(project.name)}\s.*failed", listed.stdout, re.M), ok(listed)
 
     project.rewrite(fixed)
     again = project.up()
