@@ -19,10 +19,11 @@ from sdpod import paths
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import RuntimeSetupError, SdpodError
-from sdpod.images.store import ImageStore
+from sdpod.images.store import ImageStore, StoredImage
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
 from sdpod.runtime import bundle
+from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.spec import (
     ANNOTATION_IMAGE,
     ANNOTATION_PORTS,
@@ -38,13 +39,19 @@ INIT_BINARY = "tini-static"
 RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 
-def _refuse_root() -> None:
-    if os.geteuid() == 0:
-        raise SdpodError(
-            "sdpod runs containers as an unprivileged user for now: "
-            "root mode (the system manager) is not implemented yet",
-            hint="run sdpod as the user who should own the containers",
-        )
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _mapping_for(name: str, rootless: IdMapping | None) -> IdMapping:
+    """Rootless, every container shares the user's ids; as root each has its own range."""
+    if rootless is not None:
+        return rootless
+    return IdPool(paths.data_dir()).mapping_for(name)
+
+
+def _own_mapping() -> IdMapping | None:
+    return None if is_root() else rootless_mapping()
 
 
 def find_init() -> Path:
@@ -72,9 +79,16 @@ def _etc_files(name: str) -> dict[str, str]:
 
 
 def remove_container_files(name: str, mapping: IdMapping) -> None:
-    """Delete a container's directory, whose files belong to its subordinate ids."""
+    """Delete a container's directory, whose files belong to its subordinate ids.
+
+    Rootless, only a process in a user namespace mapping those ids may delete them.
+    """
     directory = paths.container_dir(name)
-    if directory.exists():
+    if not directory.exists():
+        return
+    if is_root():
+        shutil.rmtree(directory)
+    else:
         run_in_userns(mapping, functools.partial(shutil.rmtree, directory))
 
 
@@ -88,7 +102,7 @@ def _remove_runtime_files(name: str) -> None:
 class _Context:
     manager: Manager
     store: ImageStore
-    mapping: IdMapping
+    rootless: IdMapping | None
     init: Path
     debug: bool
 
@@ -96,12 +110,11 @@ class _Context:
 def up(file: Path, say: Say, debug: bool = False) -> None:
     """Start every container of `file` that is not running yet."""
     project = load_project(file)
-    _refuse_root()
-    mapping = rootless_mapping()
+    rootless = _own_mapping()
     init = find_init()
     store = ImageStore(paths.data_dir())
     with Manager.connect() as manager:
-        context = _Context(manager, store, mapping, init, debug)
+        context = _Context(manager, store, rootless, init, debug)
         for container in project.containers:
             _up_one(container, context, say)
 
@@ -118,13 +131,13 @@ def _up_one(container: Container, context: _Context, say: Say) -> None:
         return
     ports.check_free(container.ports)
 
-    image = context.store.import_layout(
-        container.image, unpack=functools.partial(run_in_userns, context.mapping)
-    )
+    mapping = _mapping_for(container.name, context.rootless)
+    image = _import_image(container, context)
     layout = BundleLayout.under(paths.container_dir(container.name), image.rootfs)
-    spec = build_spec(container, image.config, layout, context.mapping, context.init)
+    spec = build_spec(container, image.config, layout, mapping, context.init, idmap_lower=is_root())
     created = not layout.bundle.exists()
-    bundle.prepare(layout, spec, _etc_files(container.name))
+    root_owner = (mapping.uids[0].host_id, mapping.gids[0].host_id)
+    bundle.prepare(layout, spec, _etc_files(container.name), root_owner)
 
     properties = service_properties(container, launcher_argv(layout.bundle, context.debug))
     try:
@@ -133,9 +146,18 @@ def _up_one(container: Container, context: _Context, say: Say) -> None:
         context.manager.stop(unit)
         _remove_runtime_files(container.name)
         if created:
-            remove_container_files(container.name, context.mapping)
+            remove_container_files(container.name, mapping)
         raise
     say(f"{container.name}: running as {unit}{_published(container)}")
+
+
+def _import_image(container: Container, context: _Context) -> StoredImage:
+    """Rootless, the image's ids are shifted into the user's subordinate ids as it is
+    unpacked; as root it keeps its own ids, and each container sees it idmapped."""
+    if context.rootless is None:
+        return context.store.import_layout(container.image)
+    unpack = functools.partial(run_in_userns, context.rootless)
+    return context.store.import_layout(container.image, unpack=unpack)
 
 
 def _published(container: Container) -> str:
@@ -150,13 +172,14 @@ def _published(container: Container) -> str:
 def down(file: Path, say: Say) -> None:
     """Stop every container of `file` and remove its files; the images stay."""
     project = load_project(file)
-    _refuse_root()
-    mapping = rootless_mapping()
+    rootless = _own_mapping()
     with Manager.connect() as manager:
         for container in project.containers:
             manager.stop(container.unit_name)
-            remove_container_files(container.name, mapping)
+            remove_container_files(container.name, _mapping_for(container.name, rootless))
             _remove_runtime_files(container.name)
+            if rootless is None:
+                IdPool(paths.data_dir()).release(container.name)
             say(f"{container.name}: stopped and removed")
 
 

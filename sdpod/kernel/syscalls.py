@@ -39,6 +39,19 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
 
+# <linux/mount.h>: the file-descriptor-based mount calls, which glibc 2.36 does not wrap.
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOUNT_ATTR_IDMAP = 0x00100000
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+AT_FDCWD = -100
+# Their numbers are the same on every architecture that has them (asm-generic/unistd.h).
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
+
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
@@ -59,6 +72,12 @@ _ffi.cdef(
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
               unsigned long arg5);
     long syscall(long number, ...);
+    struct mount_attr {
+        uint64_t attr_set;
+        uint64_t attr_clr;
+        uint64_t propagation;
+        uint64_t userns_fd;
+    };
     """
 )
 _libc = _ffi.dlopen(None)
@@ -108,6 +127,51 @@ def pivot_root(new_root: str, put_old: str) -> None:
         _ffi.new("char[]", put_old.encode()),
     )
     _check(result, "pivot_root", new_root)
+
+
+def _syscall(number: int, *args: object) -> int:
+    result: int = _libc.syscall(_ffi.cast("long", number), *args)
+    return result
+
+
+def open_tree(path: str, flags: int) -> int:
+    """A detached copy of the mount tree at `path` (open_tree(2)), as a file descriptor."""
+    path_arg = _ffi.new("char[]", path.encode())
+    fd = _syscall(
+        _SYS_OPEN_TREE, _ffi.cast("int", AT_FDCWD), path_arg, _ffi.cast("unsigned", flags)
+    )
+    _check(fd, "open_tree", path)
+    return fd
+
+
+def idmap_mount(mount_fd: int, userns_fd: int, recursive: bool = True) -> None:
+    """Give a detached mount the id mapping of a user namespace (mount_setattr(2))."""
+    attr = _ffi.new("struct mount_attr *")
+    attr.attr_set = MOUNT_ATTR_IDMAP
+    attr.userns_fd = userns_fd
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    result = _syscall(
+        _SYS_MOUNT_SETATTR,
+        _ffi.cast("int", mount_fd),
+        _ffi.new("char[]", b""),
+        _ffi.cast("unsigned", flags),
+        attr,
+        _ffi.cast("size_t", _ffi.sizeof("struct mount_attr")),
+    )
+    _check(result, "mount_setattr")
+
+
+def move_mount(mount_fd: int, target: str) -> None:
+    """Attach a detached mount at `target` (move_mount(2))."""
+    result = _syscall(
+        _SYS_MOVE_MOUNT,
+        _ffi.cast("int", mount_fd),
+        _ffi.new("char[]", b""),
+        _ffi.cast("int", AT_FDCWD),
+        _ffi.new("char[]", target.encode()),
+        _ffi.cast("unsigned", MOVE_MOUNT_F_EMPTY_PATH),
+    )
+    _check(result, "move_mount", target)
 
 
 def sethostname(name: str) -> None:

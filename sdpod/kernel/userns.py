@@ -12,6 +12,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,6 +148,38 @@ def become_root_inside() -> None:
     """Take the namespace's root ids, once the parent has written the maps."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
+
+
+def open_userns(mapping: IdMapping) -> int:
+    """A file descriptor of a new user namespace with `mapping`, which no process uses.
+
+    A child enters the namespace, the parent maps it and opens it, and the child exits;
+    the namespace lives on as long as the descriptor is open.
+    """
+    unshared_r, unshared_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(unshared_r)
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
+            os.write(unshared_w, b"1")
+            # Stay until the parent, having opened the namespace, kills this process.
+            signal.pause()
+            code = 0
+        finally:
+            os._exit(code)
+
+    os.close(unshared_w)
+    try:
+        if os.read(unshared_r, 1) != b"1":
+            raise RuntimeSetupError("failed to create a user namespace for an id mapping")
+        map_ids(pid, mapping)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(unshared_r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def run_in_userns(mapping: IdMapping, work: Callable[[], None]) -> None:

@@ -26,10 +26,23 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def prepare(layout: BundleLayout, spec: dict[str, Any], etc_files: Mapping[str, str]) -> None:
-    """Create the bundle's directories and write its configuration and /etc files."""
-    for directory in (layout.bundle, layout.rootfs, layout.upper, layout.work, layout.etc):
+def prepare(
+    layout: BundleLayout,
+    spec: dict[str, Any],
+    etc_files: Mapping[str, str],
+    root_owner: tuple[int, int],
+) -> None:
+    """Create the bundle's directories and write its configuration and /etc files.
+
+    The overlay's upper and work directories belong to the container's root, given as
+    host ids, so that it can write there: rootless that is the user, a no-op.
+    """
+    directories = (layout.bundle, layout.rootfs, layout.lower_mount, layout.etc)
+    for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)
+    for directory in (layout.upper, layout.work):
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, *root_owner)
     for name, text in etc_files.items():
         write_atomically(layout.etc / name, text)
     write_atomically(layout.bundle / "config.json", json.dumps(spec, indent=2) + "\n")

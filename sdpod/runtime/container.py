@@ -10,13 +10,14 @@ the launcher's code. Only the system call boundary and the pure mount plan are u
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sdpod.kernel import capabilities, syscalls, userns
 from sdpod.runtime import mounts
-from sdpod.runtime.spec import INIT_PATH
+from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
 
 NAMESPACE_FLAGS = {
     "mount": syscalls.CLONE_NEWNS,
@@ -41,6 +42,8 @@ class Channels:
     from_child: int
     go: int
     errors: int
+    lower_tree: int = -1
+    """A detached idmapped mount of the image, to attach and use as the overlay's lower."""
 
 
 def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
@@ -73,7 +76,7 @@ def _namespace_flags(spec: dict[str, Any]) -> int:
 def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
     """The second process, PID 1 of the container: root file system, then exec."""
     try:
-        _build_root(spec, rootfs)
+        _build_root(spec, rootfs, channels.lower_tree)
         syscalls.sethostname(spec.get("hostname", ""))
         syscalls.set_link_up("lo")
         _pivot_into(rootfs)
@@ -85,23 +88,24 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
     os._exit(127)
 
 
-def _build_root(spec: dict[str, Any], rootfs: str) -> None:
+def _build_root(spec: dict[str, Any], rootfs: str, lower_tree: int) -> None:
     # Nothing mounted here may propagate back to the host (mount_namespaces(7)).
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
 
-    overlay = spec.get("annotations", {}).get("io.sdpod.rootfs.overlay")
+    overlay = spec.get("annotations", {}).get(ANNOTATION_OVERLAY)
     if overlay:
-        syscalls.mount("overlay", rootfs, "overlay", 0, _overlay_data(overlay))
+        dirs = json.loads(overlay)
+        if dirs.get("idmap_lower"):
+            syscalls.move_mount(lower_tree, dirs["idmap_lower"])
+            dirs["lower"] = dirs["idmap_lower"]
+        syscalls.mount("overlay", rootfs, "overlay", 0, _overlay_data(dirs))
     else:
         syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
 
     mounts.execute(mounts.plan_mounts(spec), rootfs)
 
 
-def _overlay_data(annotation: str) -> str:
-    import json
-
-    dirs = json.loads(annotation)
+def _overlay_data(dirs: dict[str, str]) -> str:
     # userxattr: an unprivileged overlay keeps its metadata in user.* xattrs (overlayfs docs).
     return f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']},userxattr"
 

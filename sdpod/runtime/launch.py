@@ -19,11 +19,17 @@ from typing import Any
 from sdpod import paths
 from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError, RuntimeSetupError
+from sdpod.kernel.idmap import idmapped_tree
 from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
 from sdpod.runtime import cgroup, notify
 from sdpod.runtime.container import Channels, run_child
-from sdpod.runtime.spec import ANNOTATION_NAME, ANNOTATION_NETWORK, ANNOTATION_PORTS
+from sdpod.runtime.spec import (
+    ANNOTATION_NAME,
+    ANNOTATION_NETWORK,
+    ANNOTATION_OVERLAY,
+    ANNOTATION_PORTS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +70,12 @@ class _Pipes:
         self.go = os.pipe()
         self.errors = os.pipe2(os.O_CLOEXEC)
 
-    def child_side(self) -> Channels:
+    def child_side(self, lower_tree: int) -> Channels:
         for fd in (self.to_child[1], self.from_child[0], self.go[1], self.errors[0]):
             os.close(fd)
-        return Channels(self.to_child[0], self.from_child[1], self.go[0], self.errors[1])
+        return Channels(
+            self.to_child[0], self.from_child[1], self.go[0], self.errors[1], lower_tree
+        )
 
     def parent_side(self) -> None:
         for fd in (self.to_child[0], self.from_child[1], self.go[0], self.errors[1]):
@@ -82,11 +90,14 @@ def launch(bundle: Path) -> int:
     if leaves:
         cgroup.move(os.getpid(), leaves.supervisor)
 
+    lower_tree = _idmapped_lower(spec)
     pipes = _Pipes()
     child = os.fork()
     if child == 0:
-        run_child(spec, rootfs, pipes.child_side())
+        run_child(spec, rootfs, pipes.child_side(lower_tree))
     pipes.parent_side()
+    if lower_tree >= 0:
+        os.close(lower_tree)
 
     init = 0
     try:
@@ -99,6 +110,15 @@ def launch(bundle: Path) -> int:
             _kill(init)
         raise
     return init
+
+
+def _idmapped_lower(spec: dict[str, Any]) -> int:
+    """As root, the image seen with the container's ids, ready to attach; else -1."""
+    overlay = json.loads(spec.get("annotations", {}).get(ANNOTATION_OVERLAY, "{}"))
+    if not overlay.get("idmap_lower"):
+        return -1
+    # Close-on-exec, yet inherited across fork by the container's first process.
+    return idmapped_tree(overlay["lower"], mapping_of(spec))
 
 
 def _prepare_child(

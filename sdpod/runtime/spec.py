@@ -85,6 +85,11 @@ class BundleLayout:
     def rootfs(self) -> Path:
         return self.bundle / "rootfs"
 
+    @property
+    def lower_mount(self) -> Path:
+        """Where the launcher attaches an idmapped view of `lower`, when it makes one."""
+        return self.bundle / "lower"
+
     @classmethod
     def under(cls, directory: Path, lower: Path) -> BundleLayout:
         return cls(directory, lower, directory / "upper", directory / "work", directory / "etc")
@@ -226,12 +231,22 @@ def build_spec(
     layout: BundleLayout,
     mapping: IdMapping,
     init: Path | None = None,
+    idmap_lower: bool = False,
 ) -> dict[str, Any]:
-    """The whole `config.json` of `container`; `init` is the host's static init binary."""
+    """The whole `config.json` of `container`; `init` is the host's static init binary.
+
+    `idmap_lower` says that the image's files carry the image's own ids, which an
+    idmapped mount must shift into the container's range (root mode).
+    """
     uid, gid, extra_gids = resolve_user(image.user, layout.lower)
     args, init_mounts = _with_init(process_args(container, image), init)
     namespaces = ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"]
-    overlay = {"lower": str(layout.lower), "upper": str(layout.upper), "work": str(layout.work)}
+    overlay = {
+        "lower": str(layout.lower),
+        "upper": str(layout.upper),
+        "work": str(layout.work),
+        "idmap_lower": str(layout.lower_mount) if idmap_lower else "",
+    }
     return {
         "ociVersion": OCI_VERSION,
         "process": {

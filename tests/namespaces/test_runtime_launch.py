@@ -89,6 +89,7 @@ def run_probe(tmp_path: Path) -> dict[str, str]:
             "hostname": "probe\n",
             "resolv.conf": "nameserver 10.0.2.3\n",
         },
+        root_owner=(0, 0),
     )
 
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
