@@ -1,0 +1,84 @@
+"""Root mode: as root, sdpod runs containers as system services, each in its own id range."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox import SandboxHost
+
+from system.helpers import EXAMPLES, HTTPD, build_image, fetch, free_port, refuses
+
+pytestmark = pytest.mark.system
+
+IDRANGES = Path("/var/lib/sdpod/idranges.json")
+
+
+def as_root(sandbox: SandboxHost, *argv: str) -> subprocess.CompletedProcess[str]:
+    return sandbox.run_as_root(list(argv), check=False, timeout=90)
+
+
+def show(sandbox: SandboxHost, unit: str) -> dict[str, str]:
+    out = as_root(sandbox, "systemctl", "show", "-p", "ActiveState,MainPID,LoadState", unit)
+    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+
+def process_uid(sandbox: SandboxHost, pid: str) -> int:
+    status = as_root(sandbox, "cat", f"/proc/{pid}/status").stdout
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+
+
+def two_container_toml(ports: list[int]) -> str:
+    tables = []
+    for index, port in enumerate(ports, start=1):
+        tables.append(
+            f"[containers.rootweb{index}]\n"
+            'image = "oci:image:latest"\n'
+            f"command = {json.dumps(list(HTTPD))}\n"
+            f'ports = ["127.0.0.1:{port}:80"]\n'
+            'volumes = ["./www:/www:ro"]\n'
+        )
+    return "\n".join(tables)
+
+
+@pytest.fixture
+def two_containers(sandbox: SandboxHost, user_dir: Path) -> Iterator[tuple[Path, list[int]]]:
+    """A file with two busybox web containers, `rootweb1` and `rootweb2`."""
+    shutil.copytree(EXAMPLES / "www", user_dir / "www")
+    build_image(user_dir / "image", ())
+    ports = [free_port(), free_port()]
+    toml = user_dir / "root.toml"
+    toml.write_text(two_container_toml(ports))
+    yield toml, ports
+    as_root(sandbox, "sdpod", "down", str(toml))
+
+
+def test_root_runs_each_container_in_its_own_range(
+    sandbox: SandboxHost, two_containers: tuple[Path, list[int]]
+) -> None:
+    toml, ports = two_containers
+
+    up = as_root(sandbox, "sdpod", "up", str(toml))
+    assert up.returncode == 0, up.stderr
+
+    uids = []
+    for name, port in zip(("rootweb1", "rootweb2"), ports, strict=True):
+        state = show(sandbox, f"sdpod-{name}.service")
+        assert state["ActiveState"] == "active", state
+        uids.append(process_uid(sandbox, state["MainPID"]))
+        assert fetch(f"http://127.0.0.1:{port}/") == (EXAMPLES / "www/index.html").read_text()
+    assert all(uid >= 1 << 30 for uid in uids), uids
+    assert abs(uids[0] - uids[1]) >= 65536, uids
+    assert set(json.loads(IDRANGES.read_text())) >= {"rootweb1", "rootweb2"}
+
+    down = as_root(sandbox, "sdpod", "down", str(toml))
+    assert down.returncode == 0, down.stderr
+    for name, port in zip(("rootweb1", "rootweb2"), ports, strict=True):
+        assert show(sandbox, f"sdpod-{name}.service")["LoadState"] == "not-found"
+        assert not (Path("/var/lib/sdpod/containers") / name).exists()
+        assert refuses(port)
+    assert not set(json.loads(IDRANGES.read_text())) & {"rootweb1", "rootweb2"}
