@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from sdpod.config.model import Container, Project
-from sdpod.config.settings import SETTINGS, Json, ShowPath
+from sdpod.config.schema import Json, ShowPath
+from sdpod.config.settings import SETTINGS, dump_table
 
 
 def project_to_dict(project: Project, relative_to: Path | None = None) -> dict[str, Json]:
@@ -21,12 +22,10 @@ def project_to_dict(project: Project, relative_to: Path | None = None) -> dict[s
 
     return {
         "source": show(project.source),
+        "name": project.name,
         "containers": [_container_to_dict(container, show) for container in project.containers],
     }
 
 
 def _container_to_dict(container: Container, show: ShowPath) -> Json:
-    fields: dict[str, Json] = {"unit": container.unit_name}
-    for setting in SETTINGS:
-        fields[setting.key] = setting.dump(getattr(container, setting.key), show)
-    return fields
+    return {"unit": container.unit_name, **dump_table(SETTINGS, container, show)}

@@ -1,46 +1,35 @@
 """Read a project's TOML file into the typed model, or report everything wrong with it.
 
-A file holds either one `[container]` table, or `[containers.NAME]` tables. Each
-container table's keys are read through the setting table in `settings`; then the
-containers are checked against each other. Every problem found is collected, and one
-`ConfigError` lists them all, each on its own line with the file, line and key path.
+A file holds either one `[container]` table, or `[containers.NAME]` tables, and
+optionally a `[project]` table. Each table's keys are read through its setting table in
+`settings`; then the containers are checked against each other. Every problem found is
+collected, and one `ConfigError` lists them all, each on its own line with the file,
+line and key path.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sdpod.config import settings, values
+from sdpod.config.dependencies import check_dependencies
 from sdpod.config.locate import line_at, offset_locator
 from sdpod.config.model import Container, PortMapping, Project
 from sdpod.config.problems import Findings, Invalid, Problem, Spot, render_path, render_problem
-from sdpod.config.substitute import substitute
+from sdpod.config.schema import Read, read_table, unknown_key
 from sdpod.errors import ConfigError
 
-_TOP_KEYS = ("container", "containers")
+_TOP_KEYS = ("project", "container", "containers")
 _TOP_VALID = "valid: one [container] table, or [containers.NAME] tables"
 _DECODE_POSITION = re.compile(
     r"(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)"
 )
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One container table as read: where it is, and its values by key."""
-
-    spot: Spot
-    values: dict[str, Any]
-    """Converted values of the settings that were valid; absent when invalid or unset."""
-    raw: dict[str, Any]
-    """Values after substitution, for quoting them in problems found across containers."""
 
 
 def load_project(path: Path, environ: Mapping[str, str] | None = None) -> Project:
@@ -56,13 +45,16 @@ def load_project(path: Path, environ: Mapping[str, str] | None = None) -> Projec
     source = path.absolute().parent.resolve() / path.name
     findings = Findings(source.parent, os.environ if environ is None else environ)
 
+    name = _read_project(document, findings, path)
     entries = [_read_container(*found) for found in _container_tables(document, findings)]
     _check_names_unique(entries)
     _check_ports_unique(entries)
+    check_dependencies(entries)
 
     if findings.problems:
         raise ConfigError(_describe(str(path), text, findings.problems))
-    return Project(source, tuple(Container(**entry.values) for entry in entries))
+    containers = tuple(Container(**entry.values) for entry in entries)
+    return Project(source, containers, name)
 
 
 def _read(path: Path) -> str:
@@ -108,7 +100,7 @@ def _container_tables(
     root = Spot((), findings)
     for key in document:
         if key not in _TOP_KEYS:
-            _unknown_key(root.child(key), _TOP_KEYS)
+            unknown_key(root.child(key), _TOP_KEYS)
 
     found: list[tuple[Spot, object, str | None]] = []
     if "container" in document:
@@ -131,9 +123,33 @@ def _named_tables(value: object, spot: Spot) -> list[tuple[Spot, object, str | N
     return [(spot.child(name), table, name) for name, table in value.items()]
 
 
-def _read_container(spot: Spot, table: object, key_name: str | None) -> _Entry:
+def _read_project(document: dict[str, Any], findings: Findings, path: Path) -> str:
+    """The project's name: from the `[project]` table, else the file's name."""
+    spot = Spot(("project",), findings)
+    read = Read(spot)
+    table = document.get("project", {})
+    if isinstance(table, dict):
+        read_table(read, table, settings.PROJECT, substitute_values=True)
+    else:
+        spot.wrong_type('a table like [project] with name = "shop"', table)
+    if "name" in read.raw:
+        # Given: either valid, or its problems are recorded already.
+        return str(read.values.get("name") or "")
+    return _name_from_file(path, spot.child("name"))
+
+
+def _name_from_file(path: Path, spot: Spot) -> str:
+    try:
+        return values.parse_name(path.stem, "project")
+    except Invalid as error:
+        for message in error.messages:
+            spot.fail(f"{message}; or give the project a name in a [project] table", path.stem)
+        return ""
+
+
+def _read_container(spot: Spot, table: object, key_name: str | None) -> Read:
     """Convert one container table, setting by setting, through the setting table."""
-    entry = _Entry(spot, {}, {})
+    entry = Read(spot)
     if not isinstance(table, dict):
         spot.wrong_type("a table of container settings", table)
         return entry
@@ -141,20 +157,12 @@ def _read_container(spot: Spot, table: object, key_name: str | None) -> _Entry:
     # In [containers.NAME], NAME is the container's name unless the table gives one.
     if key_name is not None and "name" not in table:
         _read_key_name(entry, key_name)
-    for key, value in table.items():
-        _read_setting(entry, key, value)
-
-    for setting in settings.SETTINGS:
-        if setting.key in table or (setting.key == "name" and key_name is not None):
-            continue
-        if setting.default is settings.REQUIRED:
-            spot.child(setting.key).fail(f"required key is missing; valid: {setting.example}")
-        else:
-            entry.values[setting.key] = setting.default
+    implied = ("name",) if key_name is not None else ()
+    read_table(entry, table, settings.SETTINGS, substitute_values=True, implied=implied)
     return entry
 
 
-def _read_key_name(entry: _Entry, key_name: str) -> None:
+def _read_key_name(entry: Read, key_name: str) -> None:
     try:
         entry.values["name"] = values.parse_name(key_name)
     except Invalid as error:
@@ -162,34 +170,7 @@ def _read_key_name(entry: _Entry, key_name: str) -> None:
             entry.spot.fail(f"{message}; or give this table a name key", key_name)
 
 
-def _read_setting(entry: _Entry, key: str, value: object) -> None:
-    spot = entry.spot.child(key)
-    setting = settings.BY_KEY.get(key)
-    if setting is None:
-        _unknown_key(spot, settings.BY_KEY)
-        return
-
-    problems = spot.findings.problems
-    before = len(problems)
-    value = substitute(value, spot)
-    entry.raw[key] = value
-    converted = setting.convert(value, spot)
-    if len(problems) == before:
-        entry.values[key] = converted
-    else:
-        entry.values.pop(key, None)
-
-
-def _unknown_key(spot: Spot, known: Iterable[str]) -> None:
-    key = str(spot.path[-1])
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        spot.fail(f'unknown key; did you mean "{close[0]}"?')
-    else:
-        spot.fail(f"unknown key; valid: {', '.join(known)}")
-
-
-def _check_names_unique(entries: list[_Entry]) -> None:
+def _check_names_unique(entries: list[Read]) -> None:
     first: dict[str, Spot] = {}
     for entry in entries:
         name = entry.values.get("name")
@@ -206,7 +187,7 @@ def _check_names_unique(entries: list[_Entry]) -> None:
         )
 
 
-def _check_ports_unique(entries: list[_Entry]) -> None:
+def _check_ports_unique(entries: list[Read]) -> None:
     """Refuse two mappings that would bind the same host address, port and protocol."""
     published: list[tuple[PortMapping, Spot]] = []
     for entry in entries:

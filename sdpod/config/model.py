@@ -54,9 +54,65 @@ class LayoutImage:
         return f"oci:{self.path}:{self.tag}"
 
 
+class ReadyWhen(enum.Enum):
+    """When systemd considers the container started, and `sdpod up` returns."""
+
+    STARTED = "started"  # its command has been exec'd
+    NOTIFY = "notify"  # the application sends READY=1 to $NOTIFY_SOCKET itself
+    HEALTHY = "healthy"  # its first health check has passed
+
+
+class UnhealthyAction(enum.Enum):
+    """What happens once a health check has failed `retries` times in a row."""
+
+    NONE = "none"
+    RESTART = "restart"
+    STOP = "stop"
+
+
+class DependencyCondition(enum.Enum):
+    """What a container waits for before it starts after another one."""
+
+    STARTED = "started"  # the other is ready as its own `ready` setting says
+    HEALTHY = "healthy"  # the other's health check passes
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    condition: DependencyCondition = DependencyCondition.STARTED
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A command run inside the container; durations are in seconds."""
+
+    command: tuple[str, ...]
+    interval: float = 30.0
+    timeout: float = 5.0
+    retries: int = 3
+    start_period: float = 0.0
+    on_unhealthy: UnhealthyAction = UnhealthyAction.RESTART
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Limits systemd applies to the unit's cgroup; None leaves systemd's default."""
+
+    memory_max: int | None = None  # bytes
+    memory_high: int | None = None  # bytes
+    cpus: float | None = None  # CPU time as a number of CPUs: 1.5 is CPUQuota=150%
+    cpu_weight: int | None = None  # 1 to 10000
+    pids_max: int | None = None
+    io_weight: int | None = None  # 1 to 10000
+
+
 @dataclass(frozen=True)
 class Container:
-    """One container. `command` is None when the image's own command should run."""
+    """One container. `command` is None when the image's own command should run.
+
+    Durations are in seconds; `stop_signal` is a signal number.
+    """
 
     name: str
     image: LayoutImage
@@ -65,6 +121,15 @@ class Container:
     ports: tuple[PortMapping, ...] = ()
     volumes: tuple[BindVolume, ...] = ()
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    restart_delay: float = 1.0
+    stop_signal: int = 15
+    stop_timeout: float = 10.0
+    resources: Resources = Resources()
+    health: HealthCheck | None = None
+    ready: ReadyWhen = ReadyWhen.STARTED
+    depends_on: tuple[Dependency, ...] = ()
+    description: str | None = None
+    documentation: tuple[str, ...] = ()
 
     @property
     def unit_name(self) -> str:
@@ -77,3 +142,13 @@ class Project:
 
     source: Path
     containers: tuple[Container, ...]
+    name: str = ""
+    """The project's name, by default the file's name without `.toml`; its containers
+    share the slice `sdpod-NAME.slice`."""
+
+    def ready_of(self, container: Container) -> ReadyWhen:
+        """When `container` counts as started: as its `ready` says, but once healthy where
+        another container of the project waits for it to be healthy."""
+        waited_for = Dependency(container.name, DependencyCondition.HEALTHY)
+        waits = any(waited_for in other.depends_on for other in self.containers)
+        return ReadyWhen.HEALTHY if waits else container.ready

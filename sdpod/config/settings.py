@@ -1,101 +1,37 @@
-"""The one table of container settings: TOML key, conversion, default, normalised output.
+"""The setting tables: every TOML key, its conversion, default, normalised output and help.
 
-Adding a setting means adding a row to `SETTINGS` (and a field of the same name to
-`model.Container`): the loader, the unknown-key suggestions and `dump` all read it here.
+Adding a setting means adding a row here (and a field to the model class the table
+fills): the loader, the unknown-key suggestions, `dump` and the reference in
+docs/settings.md all read it here. `SETTINGS` is a container's table; `RESOURCES` and
+`HEALTH` are the tables nested in it; `PROJECT` is the optional `[project]` table.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final
 
-from sdpod.config import values
-from sdpod.config.model import BindVolume, LayoutImage, PortMapping, RestartPolicy
+from sdpod.config import convert, quantities, values
+from sdpod.config.model import (
+    BindVolume,
+    Dependency,
+    DependencyCondition,
+    HealthCheck,
+    LayoutImage,
+    PortMapping,
+    ReadyWhen,
+    Resources,
+    RestartPolicy,
+    UnhealthyAction,
+)
 from sdpod.config.problems import Invalid, Spot
+from sdpod.config.schema import REQUIRED, Json, Setting, ShowPath, convert_table
 
-T = TypeVar("T")
-Json: TypeAlias = str | int | bool | list["Json"] | dict[str, "Json"] | None
-ShowPath = Callable[[Path], str]
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Final = _Required()
-
-
-@dataclass(frozen=True)
-class Setting(Generic[T]):
-    """One key of a container table.
-
-    `convert` checks the value's type and rules, records every problem on the spot it is
-    given, and returns None when it recorded any. `dump` renders a converted value as
-    JSON, showing paths with the function it is given.
-    """
-
-    key: str
-    convert: Callable[[object, Spot], T | None]
-    default: T | _Required
-    dump: Callable[[T, ShowPath], Json]
-    example: str
-    """The key with a typical value, as a line of TOML."""
-    help: str
-
-
-def _string(value: object, spot: Spot, like: str) -> str | None:
-    if isinstance(value, str):
-        return value
-    spot.wrong_type(f"a string like {like}", value)
-    return None
-
-
-def _strings(value: object, spot: Spot, like: str) -> list[tuple[Spot, str | None]] | None:
-    """Check a list of strings; return each item with its spot, None where it is no string."""
-    if not isinstance(value, list):
-        spot.wrong_type(f"a list of strings like {like}", value)
-        return None
-    items: list[tuple[Spot, str | None]] = []
-    for index, item in enumerate(value):
-        items.append((spot.child(index), _string(item, spot.child(index), like)))
-    return items
-
-
-def _each(
-    value: object, spot: Spot, like: str, parse: Callable[[str, Spot], T]
-) -> tuple[T, ...] | None:
-    """Parse every string of a list, recording each problem at its item's own index."""
-    items = _strings(value, spot, like)
-    if items is None:
-        return None
-    parsed: list[T] = []
-    for item_spot, text in items:
-        if text is None:
-            continue
-        try:
-            parsed.append(parse(text, item_spot))
-        except Invalid as error:
-            item_spot.refuse(error, text)
-    return tuple(parsed) if len(parsed) == len(items) else None
-
-
-def _one(value: object, spot: Spot, like: str, parse: Callable[[str, Spot], T]) -> T | None:
-    text = _string(value, spot, like)
-    if text is None:
-        return None
-    try:
-        return parse(text, spot)
-    except Invalid as error:
-        spot.refuse(error, text)
-        return None
+# -- the container's own keys ---------------------------------------------------------------
 
 
 def _convert_name(value: object, spot: Spot) -> str | None:
-    return _one(value, spot, '"web"', lambda text, _: values.parse_name(text))
+    return convert.one(value, spot, '"web"', lambda text, _: values.parse_name(text))
 
 
 def _parse_image(text: str, spot: Spot) -> LayoutImage:
@@ -103,16 +39,20 @@ def _parse_image(text: str, spot: Spot) -> LayoutImage:
 
 
 def _convert_image(value: object, spot: Spot) -> LayoutImage | None:
-    return _one(value, spot, '"oci:web-image:latest"', _parse_image)
+    return convert.one(value, spot, '"oci:web-image:latest"', _parse_image)
 
 
 def _convert_command(value: object, spot: Spot) -> tuple[str, ...] | None:
     if isinstance(value, str):
-        return _one(value, spot, '"httpd -f"', _split_command)
+        return convert.one(value, spot, '"httpd -f"', _split_command)
+    return _command_words(value, spot, '["httpd", "-f"]', '"httpd"')
+
+
+def _command_words(value: object, spot: Spot, like: str, like_word: str) -> tuple[str, ...] | None:
     if not isinstance(value, list):
-        spot.wrong_type('a list of strings like ["httpd", "-f"], or one string', value)
+        spot.wrong_type(f"a list of strings like {like}, or one string", value)
         return None
-    words = _each(value, spot, '"httpd"', _command_word)
+    words = convert.each(value, spot, like_word, _command_word)
     if words == ():
         spot.fail("the command is empty; valid: at least one word, the program to run")
         return None
@@ -156,7 +96,7 @@ def _convert_env(value: object, spot: Spot) -> tuple[tuple[str, str], ...] | Non
 
 
 def _convert_ports(value: object, spot: Spot) -> tuple[PortMapping, ...] | None:
-    return _each(value, spot, '"8080:80"', lambda text, _: values.parse_port(text))
+    return convert.each(value, spot, '"8080:80"', lambda text, _: values.parse_port(text))
 
 
 def _parse_volume(text: str, spot: Spot) -> BindVolume:
@@ -164,21 +104,41 @@ def _parse_volume(text: str, spot: Spot) -> BindVolume:
 
 
 def _convert_volumes(value: object, spot: Spot) -> tuple[BindVolume, ...] | None:
-    return _each(value, spot, '"./www:/www:ro"', _parse_volume)
+    return convert.each(value, spot, '"./www:/www:ro"', _parse_volume)
 
 
-_RESTART_CHOICES = '"no", "on-failure" or "always"'
+def _convert_depends_on(value: object, spot: Spot) -> tuple[Dependency, ...] | None:
+    if isinstance(value, dict):
+        return _dependency_table(value, spot)
+    if not isinstance(value, list):
+        spot.wrong_type('a list of names like ["db"], or a table like { db = "healthy" }', value)
+        return None
+    names = convert.each(value, spot, '"db"', lambda text, _: values.parse_name(text))
+    return None if names is None else tuple(Dependency(name) for name in names)
 
 
-def _parse_restart(text: str, _: Spot) -> RestartPolicy:
-    try:
-        return RestartPolicy(text)
-    except ValueError:
-        raise Invalid(f"unknown restart policy; valid: {_RESTART_CHOICES}") from None
+def _dependency_table(table: dict[str, Any], spot: Spot) -> tuple[Dependency, ...] | None:
+    """`{ db = "healthy", cache = "started" }`: the condition of each dependency."""
+    found: list[Dependency] = []
+    for name, condition in table.items():
+        at = spot.child(name)
+        try:
+            values.parse_name(name)
+        except Invalid as error:
+            at.refuse(error, name)
+            continue
+        chosen = convert.choice(
+            condition, at, DependencyCondition, "condition", DependencyCondition.HEALTHY
+        )
+        if chosen is not None:
+            found.append(Dependency(name, chosen))
+    return tuple(found) if len(found) == len(table) else None
 
 
-def _convert_restart(value: object, spot: Spot) -> RestartPolicy | None:
-    return _one(value, spot, '"on-failure"', _parse_restart)
+def _convert_documentation(value: object, spot: Spot) -> tuple[str, ...] | None:
+    return convert.each(
+        value, spot, '"https://example.org/"', lambda text, _: values.parse_documentation_url(text)
+    )
 
 
 def _dump_image(image: LayoutImage, show: ShowPath) -> Json:
@@ -202,6 +162,180 @@ def _dump_volume(volume: BindVolume, show: ShowPath) -> Json:
     }
 
 
+def _dump_dependency(dependency: Dependency) -> Json:
+    return {"name": dependency.name, "condition": dependency.condition.value}
+
+
+def dump_table(rows: tuple[Setting[Any], ...], model: object, show: ShowPath) -> dict[str, Json]:
+    """A model object filled through `rows`, rendered by their keys."""
+    return {row.key: row.dump(getattr(model, row.attribute), show) for row in rows}
+
+
+def _dump_duration(seconds: float, _: ShowPath) -> Json:
+    return quantities.format_duration(seconds)
+
+
+def _dump_optional(value: int | float | None, _: ShowPath) -> Json:
+    return value
+
+
+# -- [container.resources] --------------------------------------------------------------
+
+# The kernel's smallest CPU quota is 1 ms per 100 ms period (sched-bwc.rst), 1% of a CPU;
+# the largest is bounded by Linux's most CPUs, NR_CPUS=8192.
+_CPUS_MIN, _CPUS_MAX = 0.01, 8192.0
+# cgroup v2's cpu.weight and io.weight both range from 1 to 10000 (cgroup-v2.rst).
+_WEIGHT_MAX = 10_000
+# No more tasks than the kernel's most process ids, PID_MAX_LIMIT on 64-bit systems.
+_PIDS_MAX = 4 * 1024 * 1024
+
+RESOURCES: Final[tuple[Setting[Any], ...]] = (
+    Setting[int | None](
+        key="memory",
+        field="memory_max",
+        convert=convert.size,
+        default=None,
+        dump=_dump_optional,
+        example='memory = "512M"',
+        help="the most memory the container may use; beyond it the kernel reclaims and then "
+        "kills (systemd's MemoryMax=)",
+    ),
+    Setting[int | None](
+        key="memory_high",
+        convert=convert.size,
+        default=None,
+        dump=_dump_optional,
+        example='memory_high = "400M"',
+        help="above this much memory the container is throttled and reclaimed hard, "
+        "not killed (MemoryHigh=)",
+    ),
+    Setting[float | None](
+        key="cpus",
+        convert=lambda value, spot: convert.number(value, spot, _CPUS_MIN, _CPUS_MAX),
+        default=None,
+        dump=_dump_optional,
+        example="cpus = 1.5",
+        help="CPU time as a number of CPUs, at least 0.01: 1.5 is one and a half CPUs "
+        "(CPUQuota=150%)",
+    ),
+    Setting[int | None](
+        key="cpu_weight",
+        convert=lambda value, spot: convert.integer(value, spot, 1, _WEIGHT_MAX),
+        default=None,
+        dump=_dump_optional,
+        example="cpu_weight = 200",
+        help="the share of CPU time under contention, 1 to 10000; systemd's default is 100 "
+        "(CPUWeight=)",
+    ),
+    Setting[int | None](
+        key="pids",
+        field="pids_max",
+        convert=lambda value, spot: convert.integer(value, spot, 1, _PIDS_MAX),
+        default=None,
+        dump=_dump_optional,
+        example="pids = 256",
+        help="the most processes and threads the container may have (TasksMax=)",
+    ),
+    Setting[int | None](
+        key="io_weight",
+        convert=lambda value, spot: convert.integer(value, spot, 1, _WEIGHT_MAX),
+        default=None,
+        dump=_dump_optional,
+        example="io_weight = 50",
+        help="the share of block I/O under contention, 1 to 10000; systemd's default is 100 "
+        "(IOWeight=)",
+    ),
+)
+
+
+def _convert_resources(value: object, spot: Spot) -> Resources | None:
+    fields = convert_table(value, spot, RESOURCES, '{ memory = "512M", cpus = 1.5 }')
+    return None if fields is None else Resources(**fields)
+
+
+# -- [container.health] ---------------------------------------------------------------------
+
+_RETRIES_MAX = 100
+
+
+def _convert_check_command(value: object, spot: Spot) -> tuple[str, ...] | None:
+    if isinstance(value, str):
+        return convert.one(value, spot, '"wget -q -O- http://127.0.0.1/"', _shell_command)
+    return _command_words(value, spot, '["pg_isready", "-q"]', '"pg_isready"')
+
+
+def _shell_command(text: str, spot: Spot) -> tuple[str, ...]:
+    # As in docker's HEALTHCHECK CMD-SHELL: a string runs through the image's shell, so
+    # that `||`, pipes and variables work in it.
+    _command_word(text, spot)
+    if not text.strip():
+        raise Invalid("the command is empty; valid: at least one word, the program to run")
+    return ("/bin/sh", "-c", text)
+
+
+HEALTH: Final[tuple[Setting[Any], ...]] = (
+    Setting[tuple[str, ...]](
+        key="command",
+        convert=_convert_check_command,
+        default=REQUIRED,
+        dump=lambda command, _: list(command),
+        example='command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]',
+        help="the check, run inside the container: passing means exit status 0; a list of "
+        "words, or one string run by /bin/sh -c (the image needs a shell for that)",
+    ),
+    Setting[float](
+        key="interval",
+        convert=lambda value, spot: convert.duration(value, spot, allow_zero=False),
+        default=30.0,
+        dump=_dump_duration,
+        example='interval = "10s"',
+        help="the time between two checks",
+    ),
+    Setting[float](
+        key="timeout",
+        convert=lambda value, spot: convert.duration(value, spot, allow_zero=False),
+        default=5.0,
+        dump=_dump_duration,
+        example='timeout = "2s"',
+        help="a check still running after this long has failed",
+    ),
+    Setting[int](
+        key="retries",
+        convert=lambda value, spot: convert.integer(value, spot, 1, _RETRIES_MAX),
+        default=3,
+        dump=lambda retries, _: retries,
+        example="retries = 5",
+        help="after this many failed checks in a row the container is unhealthy, 1 to 100",
+    ),
+    Setting[float](
+        key="start_period",
+        convert=lambda value, spot: convert.duration(value, spot, allow_zero=True),
+        default=0.0,
+        dump=_dump_duration,
+        example='start_period = "1m"',
+        help="failed checks in this long after a start do not count",
+    ),
+    Setting[UnhealthyAction](
+        key="on_unhealthy",
+        convert=lambda value, spot: convert.choice(
+            value, spot, UnhealthyAction, "action", UnhealthyAction.RESTART
+        ),
+        default=UnhealthyAction.RESTART,
+        dump=lambda action, _: action.value,
+        example='on_unhealthy = "restart"',
+        help='what happens to an unhealthy container: "restart" (systemd restarts it), '
+        '"stop", or "none" (only its status says so)',
+    ),
+)
+
+
+def _convert_health(value: object, spot: Spot) -> HealthCheck | None:
+    fields = convert_table(value, spot, HEALTH, '{ command = "pg_isready" }')
+    return None if fields is None else HealthCheck(**fields)
+
+
+# -- the container's table --------------------------------------------------------------
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     Setting[str](
         key="name",
@@ -210,7 +344,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=lambda name, _: name,
         example='name = "web"',
         help="the container's name, also in its unit's name sdpod-NAME.service: "
-        f"{values.NAME_RULE}; in [containers.NAME] it defaults to NAME",
+        f"{values.NAME_RULE}",
+        shown_default="required; in [containers.NAME], NAME",
     ),
     Setting[LayoutImage](
         key="image",
@@ -226,8 +361,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=None,
         dump=lambda command, _: None if command is None else list(command),
         example='command = ["httpd", "-f", "-p", "80"]',
-        help="the command to run, a list of words or one string split like a shell does; "
-        "defaults to the image's",
+        help="the command to run, a list of words or one string split like a shell does",
+        shown_default="the image's",
     ),
     Setting[tuple[tuple[str, str], ...]](
         key="env",
@@ -256,12 +391,118 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ),
     Setting[RestartPolicy](
         key="restart",
-        convert=_convert_restart,
+        convert=lambda value, spot: convert.choice(
+            value, spot, RestartPolicy, "restart policy", RestartPolicy.ON_FAILURE
+        ),
         default=RestartPolicy.ON_FAILURE,
         dump=lambda policy, _: policy.value,
         example='restart = "always"',
-        help=f"when systemd restarts the container: {_RESTART_CHOICES}",
+        help=f"when systemd restarts the container: {convert.choices(RestartPolicy)}",
+    ),
+    Setting[float](
+        key="restart_delay",
+        convert=lambda value, spot: convert.duration(value, spot, allow_zero=True),
+        default=1.0,
+        dump=_dump_duration,
+        example='restart_delay = "5s"',
+        help="the pause before systemd restarts the container (RestartSec=)",
+    ),
+    Setting[int](
+        key="stop_signal",
+        convert=convert.signal,
+        default=15,
+        dump=lambda number, _: quantities.signal_name(number),
+        example='stop_signal = "SIGQUIT"',
+        help="the signal that asks the container to stop, sent to its init, which passes it "
+        "on to the command (KillSignal=)",
+    ),
+    Setting[float](
+        key="stop_timeout",
+        convert=lambda value, spot: convert.duration(value, spot, allow_zero=False),
+        default=10.0,
+        dump=_dump_duration,
+        example='stop_timeout = "30s"',
+        help="how long the container may take to stop before it is killed (TimeoutStopSec=)",
+    ),
+    Setting[Resources](
+        key="resources",
+        convert=_convert_resources,
+        default=Resources(),
+        dump=lambda resources, show: dump_table(RESOURCES, resources, show),
+        example='resources = { memory = "512M", cpus = 1.5 }',
+        help="limits of the container's cgroup, a table: see below",
+        table=RESOURCES,
+        shown_default="no limits",
+    ),
+    Setting[HealthCheck | None](
+        key="health",
+        convert=_convert_health,
+        default=None,
+        dump=lambda health, show: None if health is None else dump_table(HEALTH, health, show),
+        example='health = { command = "pg_isready", interval = "10s" }',
+        help="a health check, a table: see below",
+        table=HEALTH,
+        shown_default="no health check",
+    ),
+    Setting[ReadyWhen](
+        key="ready",
+        convert=lambda value, spot: convert.choice(
+            value, spot, ReadyWhen, "readiness", ReadyWhen.HEALTHY
+        ),
+        default=ReadyWhen.STARTED,
+        dump=lambda ready, _: ready.value,
+        example='ready = "healthy"',
+        help='when the container counts as started, and `sdpod up` returns: "started", once '
+        'its command runs; "notify", once it sends READY=1 to $NOTIFY_SOCKET itself; '
+        '"healthy", once its health check first passes (it needs a health table)',
+    ),
+    Setting[tuple[Dependency, ...]](
+        key="depends_on",
+        convert=_convert_depends_on,
+        default=(),
+        dump=lambda dependencies, _: [_dump_dependency(one) for one in dependencies],
+        example='depends_on = { db = "healthy" }',
+        help="containers of this file that must be started before this one: a list of names, "
+        'or a table of names to "started" (ready as their own `ready` says) or "healthy" '
+        "(their health check passes); stopping or restarting one stops or restarts this one",
+    ),
+    Setting[str | None](
+        key="description",
+        convert=lambda value, spot: convert.text_line(value, spot, '"The shop\'s database"'),
+        default=None,
+        dump=lambda description, _: description,
+        example='description = "The shop\'s database"',
+        help="the unit's description, one line that `systemctl --user status` shows",
+        shown_default='"sdpod container NAME (IMAGE)"',
+    ),
+    Setting[tuple[str, ...]](
+        key="documentation",
+        convert=_convert_documentation,
+        default=(),
+        dump=lambda urls, _: list(urls),
+        example='documentation = ["https://example.org/docs", "man:httpd(8)"]',
+        help="where the container is documented, as systemd accepts it: "
+        f"{values.DOCUMENTATION_SCHEMES} URLs",
     ),
 )
 
-BY_KEY: Final = {setting.key: setting for setting in SETTINGS}
+
+# -- [project] ----------------------------------------------------------------------------
+
+
+def _convert_project_name(value: object, spot: Spot) -> str | None:
+    return convert.one(value, spot, '"shop"', lambda text, _: values.parse_name(text, "project"))
+
+
+PROJECT: Final[tuple[Setting[Any], ...]] = (
+    Setting[str | None](
+        key="name",
+        convert=_convert_project_name,
+        default=None,
+        dump=lambda name, _: name,
+        example='name = "shop"',
+        help="the project's name: its containers share the slice sdpod-NAME.slice; "
+        f"{values.NAME_RULE}",
+        shown_default="the TOML file's name without .toml",
+    ),
+)

@@ -1,4 +1,4 @@
-"""Parsers for the small languages inside string values: ports, volumes, images, names.
+"""Parsers for the small languages inside string values: ports, volumes, images, names, URLs.
 
 Each parser takes the text and the directory relative paths start from, and either
 returns a model object or raises `Invalid` with a message that ends in what would be
@@ -26,6 +26,10 @@ _PORT_SYNTAX = '[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], like "127.0.0.1:80
 _DIGITS = re.compile(r"[0-9]+")
 _DEFAULT_HOST_IP = "0.0.0.0"
 
+_DOCUMENTATION_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
+DOCUMENTATION_SCHEMES = "http://, https://, file:/, info: and man:"
+_DOCUMENTATION_EXAMPLES = '"https://example.org/", "file:/usr/share/doc/x" or "man:httpd(8)"'
+
 _VOLUME_SYNTAX = 'SOURCE:TARGET[:ro|rw], like "./www:/www:ro"'
 
 _LAYOUT_SYNTAX = '"oci:PATH[:TAG]", PATH relative to the directory of the TOML file'
@@ -38,11 +42,33 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def parse_name(text: str) -> str:
+def parse_name(text: str, what: str = "container") -> str:
+    """A container's or project's name, as the names of their units can hold it."""
     if len(text) > _NAME_MAX:
-        raise Invalid(f"container name is {len(text)} characters long; valid: {NAME_RULE}")
+        raise Invalid(f"{what} name is {len(text)} characters long; valid: {NAME_RULE}")
     if not _NAME.fullmatch(text):
-        raise Invalid(f"invalid container name; valid: {NAME_RULE}")
+        raise Invalid(f"invalid {what} name; valid: {NAME_RULE}")
+    return text
+
+
+def parse_documentation_url(text: str) -> str:
+    """A URL that systemd takes for `Documentation=` (documentation_url_is_valid()).
+
+    systemd wants one of its schemes followed by ASCII text. Whitespace and control
+    characters are refused as well: a unit file lists these URLs separated by spaces.
+    """
+    rest = next((text[len(s) :] for s in _DOCUMENTATION_PREFIXES if text.startswith(s)), None)
+    if rest is None:
+        raise Invalid(f"unknown kind of URL; valid: {DOCUMENTATION_SCHEMES} URLs")
+    if not rest:
+        raise Invalid(f"the URL is empty after its scheme; valid: {_DOCUMENTATION_EXAMPLES}")
+    if not rest.isascii() or not all(character.isprintable() for character in rest):
+        raise Invalid(
+            "the URL holds a character that is not printable ASCII; valid: "
+            "printable ASCII without spaces, other characters %-encoded"
+        )
+    if " " in rest:
+        raise Invalid("the URL holds a space; valid: a URL without spaces, %20 for a space")
     return text
 
 

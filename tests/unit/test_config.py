@@ -18,8 +18,9 @@ import pytest
 
 from sdpod.config.dump import project_to_dict
 from sdpod.config.load import load_project
-from sdpod.config.model import Container
-from sdpod.config.settings import SETTINGS
+from sdpod.config.model import Container, HealthCheck, Project, Resources
+from sdpod.config.schema import Setting
+from sdpod.config.settings import HEALTH, PROJECT, RESOURCES, SETTINGS
 from sdpod.errors import ConfigError
 
 FIXTURES = (Path(__file__).parent.parent / "fixtures" / "config").resolve()
@@ -58,9 +59,19 @@ def _stem(path: Path) -> str:
     return path.name.split(".")[0] + ".toml"
 
 
-def test_settings_table_matches_the_model() -> None:
-    assert [setting.key for setting in SETTINGS] == [
-        field.name for field in dataclasses.fields(Container)
+@pytest.mark.parametrize(
+    ("rows", "model"),
+    [(SETTINGS, Container), (RESOURCES, Resources), (HEALTH, HealthCheck)],
+    ids=["container", "resources", "health"],
+)
+def test_settings_table_matches_the_model(rows: tuple[Setting[object], ...], model: type) -> None:
+    assert [row.attribute for row in rows] == [field.name for field in dataclasses.fields(model)]
+
+
+def test_project_table_fills_the_project_but_its_containers() -> None:
+    fields = [field.name for field in dataclasses.fields(Project)]
+    assert [row.attribute for row in PROJECT] == [
+        name for name in fields if name not in ("source", "containers")
     ]
 
 

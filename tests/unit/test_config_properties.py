@@ -19,7 +19,22 @@ from sdpod.errors import ConfigError
 FIXTURES = (Path(__file__).parent.parent / "fixtures" / "config").resolve()
 SEEDS = [path.read_text(encoding="utf-8", errors="replace") for path in FIXTURES.glob("*.toml")]
 
-KEYS = ["container", "containers", "name", "image", "command", "env", "ports", "volumes"]
+KEYS = [
+    "project",
+    "container",
+    "containers",
+    "name",
+    "image",
+    "command",
+    "env",
+    "ports",
+    "volumes",
+    "resources",
+    "health",
+    "depends_on",
+    "memory",
+    "cpus",
+]
 WORDS = [
     "restart",
     "web",
@@ -105,6 +120,37 @@ PLAUSIBLE = {
         max_size=3,
     ),
     "restart": mostly(st.sampled_from(["always", "no", "on-failure"]), st.just("never")),
+    "restart_delay": mostly(st.sampled_from(["1s", "500ms", 0, 2.5]), st.sampled_from(["1d", -1])),
+    "stop_signal": mostly(st.sampled_from(["SIGTERM", "QUIT", 9]), st.sampled_from(["x", 0])),
+    "stop_timeout": mostly(st.sampled_from(["1m30s", 10]), st.sampled_from([0, "25h"])),
+    "resources": st.fixed_dictionaries(
+        {},
+        optional={
+            "memory": mostly(st.sampled_from(["512M", "1.5G", 4096]), st.sampled_from(["1MB", 0])),
+            "cpus": mostly(st.sampled_from([0.5, 2]), st.sampled_from([0, "1"])),
+            "pids": mostly(st.just(64), st.just(0)),
+            "io_weight": mostly(st.just(100), st.just(10001)),
+        },
+    ),
+    "health": st.fixed_dictionaries(
+        {},
+        optional={
+            "command": mostly(st.sampled_from(["true", ["true"]]), st.sampled_from(["", []])),
+            "interval": mostly(st.just("10s"), st.just(0)),
+            "retries": mostly(st.just(2), st.just(0)),
+            "on_unhealthy": mostly(st.just("stop"), st.just("kill")),
+        },
+    ),
+    "ready": mostly(st.sampled_from(["started", "notify", "healthy"]), st.just("soon")),
+    "depends_on": mostly(
+        st.lists(st.sampled_from(["web", "db"]), max_size=2)
+        | st.dictionaries(st.sampled_from(["web", "db"]), st.sampled_from(["started", "healthy"])),
+        st.sampled_from(["db", ["X"], {"db": "ready"}]),
+    ),
+    "description": mostly(st.just("The web server"), st.sampled_from(["", "a\nb"])),
+    "documentation": st.lists(
+        mostly(st.just("https://example.org/"), st.sampled_from(["ftp://x", "man:"])), max_size=2
+    ),
 }
 OPTIONAL = {key: value for key, value in PLAUSIBLE.items() if key not in ("name", "image")}
 named_tables = st.fixed_dictionaries(
@@ -114,11 +160,15 @@ keyed_tables = st.fixed_dictionaries({"image": PLAUSIBLE["image"]}, optional=OPT
 noisy_tables = st.fixed_dictionaries(
     {}, optional={key: value | values for key, value in PLAUSIBLE.items()}
 )
+projects = st.fixed_dictionaries(
+    {}, optional={"name": mostly(st.sampled_from(["shop", "my-shop"]), st.just("Shop"))}
+)
 documents = st.one_of(
     st.dictionaries(keys, values, max_size=4),
     st.fixed_dictionaries({"container": named_tables | noisy_tables}),
     st.fixed_dictionaries(
-        {"containers": st.dictionaries(st.sampled_from(["web", "db", "Web"]), keyed_tables)}
+        {"containers": st.dictionaries(st.sampled_from(["web", "db", "Web"]), keyed_tables)},
+        optional={"project": projects | values},
     ),
 )
 environs = st.dictionaries(st.sampled_from(["A", "B", "WEB_PORT", "WWW"]), st.text(max_size=6))
