@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sdpod import paths
 from sdpod.config.load import load_project
-from sdpod.config.model import Container
+from sdpod.config.model import Container, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.images.store import ImageStore, StoredImage
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
@@ -105,6 +105,7 @@ class _Context:
     rootless: IdMapping | None
     init: Path
     debug: bool
+    project: Project
 
 
 def up(file: Path, say: Say, debug: bool = False) -> None:
@@ -114,7 +115,7 @@ def up(file: Path, say: Say, debug: bool = False) -> None:
     init = find_init()
     store = ImageStore(paths.data_dir())
     with Manager.connect() as manager:
-        context = _Context(manager, store, rootless, init, debug)
+        context = _Context(manager, store, rootless, init, debug, project)
         for container in project.containers:
             _up_one(container, context, say)
 
@@ -139,7 +140,8 @@ def _up_one(container: Container, context: _Context, say: Say) -> None:
     root_owner = (mapping.uids[0].host_id, mapping.gids[0].host_id)
     bundle.prepare(layout, spec, _etc_files(container.name), root_owner)
 
-    properties = service_properties(container, launcher_argv(layout.bundle, context.debug))
+    argv = launcher_argv(layout.bundle, context.debug)
+    properties = service_properties(container, context.project, argv)
     try:
         context.manager.start_transient(unit, properties)
     except SdpodError:

@@ -1,54 +1,152 @@
 """Translate a container of the model into the properties of its transient service.
 
 A pure function: model in, D-Bus properties out, each value with its D-Bus signature as
-`StartTransientUnit` takes them (org.freedesktop.systemd1(5)). The table below is the
-whole mapping of settings to properties; everything else is fixed policy.
+`StartTransientUnit` takes them (org.freedesktop.systemd1(5), systemd 252). The tables
+below map settings to properties one to one; the functions under them add what is
+derived from several settings, and the fixed policy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
-from sdpod.config.model import Container, RestartPolicy
+from sdpod.config.model import Container, Project, ReadyWhen
 
 Property = tuple[str, tuple[str, Any]]
+Row = tuple[str, str, str, Callable[[Any], Any]]
+"""A model field, the property it sets, the property's D-Bus signature, the conversion."""
 
 USEC_PER_SECOND = 1_000_000
 
-# How long a container gets to stop on its stop signal before systemd kills it, the
-# default of docker and podman.
-STOP_TIMEOUT_SECONDS = 10
-# A crashing container is restarted after a pause, so that a restart loop costs little
-# and systemd's start-rate limit (5 starts in 10 s) is not reached by a brief outage.
-RESTART_DELAY_SECONDS = 1
+# A container that keeps failing is started at most 10 times in 2 minutes, then left
+# failed (`systemctl --user status` says start-limit-hit) instead of being restarted for
+# ever: with the default restart_delay of 1 s that is about 10 s of tries. Restarts at a
+# slower pace, fewer than 10 in any 2 minutes (a restart_delay of 12 s or more, or the
+# health checker's restarts), never reach the limit. `sdpod up` resets the count.
+START_LIMIT_INTERVAL_SECONDS = 120
+START_LIMIT_BURST = 10
+# systemd's own default start timeout (DefaultTimeoutStartSec=), the least a container
+# gets; a health-gated start gets as long as its checks may take.
+START_TIMEOUT_SECONDS = 90
 
-RESTART_VALUES = {
-    RestartPolicy.NO: "no",
-    RestartPolicy.ON_FAILURE: "on-failure",
-    RestartPolicy.ALWAYS: "always",
-}
+SLICE_PREFIX = "sdpod"
+
+
+def _usec(seconds: float) -> int:
+    return round(seconds * USEC_PER_SECOND)
+
+
+CONTAINER_PROPERTIES: Final[tuple[Row, ...]] = (
+    ("restart", "Restart", "s", lambda policy: policy.value),
+    ("restart_delay", "RestartUSec", "t", _usec),
+    ("stop_signal", "KillSignal", "i", int),
+    ("stop_timeout", "TimeoutStopUSec", "t", _usec),
+)
+
+# Only the limits that are set become properties: the others keep systemd's defaults.
+RESOURCE_PROPERTIES: Final[tuple[Row, ...]] = (
+    ("memory_max", "MemoryMax", "t", int),
+    ("memory_high", "MemoryHigh", "t", int),
+    # CPUQuota= is CPU time per second of wall-clock time: 1.5 CPUs are 1.5 s per second.
+    ("cpus", "CPUQuotaPerSecUSec", "t", _usec),
+    ("cpu_weight", "CPUWeight", "t", int),
+    ("pids_max", "TasksMax", "t", int),
+    ("io_weight", "IOWeight", "t", int),
+)
 
 
 def unit_name(container: Container) -> str:
     return container.unit_name
 
 
-def service_properties(container: Container, exec_start: Sequence[str]) -> list[Property]:
-    """The properties of the service that runs `container` through `exec_start`."""
+def slice_name(project: Project) -> str:
+    """`sdpod-NAME.slice`, a child of `sdpod.slice`; `sdpod.slice` for a nameless project.
+
+    systemd.slice(5) makes each dash a level of the slice tree, so a dash inside the
+    project's name is escaped as systemd-escape(1) does: `my-shop` gives
+    `sdpod-my\\x2dshop.slice`, not a grandchild of `sdpod-my.slice`.
+    """
+    if not project.name:
+        return f"{SLICE_PREFIX}.slice"
+    escaped = project.name.replace("-", "\\x2d")
+    return f"{SLICE_PREFIX}-{escaped}.slice"
+
+
+def service_properties(
+    container: Container, project: Project, exec_start: Sequence[str]
+) -> list[Property]:
+    """The properties of the service that runs `container` of `project` via `exec_start`."""
     return [
-        ("Description", ("s", f"sdpod container {container.name} ({container.image})")),
-        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
-        # The launcher hands over to the container's init with MAINPID= and READY=1.
-        ("Type", ("s", "notify")),
-        ("NotifyAccess", ("s", "main")),
-        # The container manages its own sub-tree: the launcher makes its leaves there.
-        ("Delegate", ("b", True)),
-        ("Restart", ("s", RESTART_VALUES[container.restart])),
-        ("RestartUSec", ("t", RESTART_DELAY_SECONDS * USEC_PER_SECOND)),
+        *_identity(container),
+        *_process(container, project, exec_start),
+        ("Slice", ("s", slice_name(project))),
+        *_table(CONTAINER_PROPERTIES, container),
+        ("StartLimitIntervalUSec", ("t", START_LIMIT_INTERVAL_SECONDS * USEC_PER_SECOND)),
+        ("StartLimitBurst", ("u", START_LIMIT_BURST)),
+        ("TimeoutStartUSec", ("t", _usec(start_timeout(container, project)))),
         # The stop signal goes to the container's init alone; whatever remains after it
         # exits (the network helper) is killed then.
         ("KillMode", ("s", "mixed")),
-        ("TimeoutStopUSec", ("t", STOP_TIMEOUT_SECONDS * USEC_PER_SECOND)),
+        *_table(RESOURCE_PROPERTIES, container.resources),
+        *_dependencies(container, project),
         ("SyslogIdentifier", ("s", container.name)),
     ]
+
+
+def _identity(container: Container) -> list[Property]:
+    description = container.description or f"sdpod container {container.name} ({container.image})"
+    identity: list[Property] = [("Description", ("s", description))]
+    if container.documentation:
+        identity.append(("Documentation", ("as", list(container.documentation))))
+    return identity
+
+
+def _process(container: Container, project: Project, exec_start: Sequence[str]) -> list[Property]:
+    # When the container itself, or its health checker, reports readiness, the READY=1
+    # comes from a process other than the unit's main process: systemd accepts it only
+    # with NotifyAccess=all (systemd.service(5)).
+    others_notify = project.ready_of(container) is not ReadyWhen.STARTED
+    return [
+        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
+        # The launcher hands over to the container's init with MAINPID= and READY=1.
+        ("Type", ("s", "notify")),
+        ("NotifyAccess", ("s", "all" if others_notify else "main")),
+        # The container manages its own sub-tree: the launcher makes its leaves there.
+        ("Delegate", ("b", True)),
+    ]
+
+
+def start_timeout(container: Container, project: Project) -> float:
+    """Seconds the start may take: for a health-gated start, time for every check it may
+    need (the start period, then a first check and `retries` more, each waiting an
+    interval and running up to its timeout)."""
+    health = container.health
+    if health is None or project.ready_of(container) is not ReadyWhen.HEALTHY:
+        return START_TIMEOUT_SECONDS
+    checks = health.start_period + (health.retries + 1) * (health.interval + health.timeout)
+    return max(START_TIMEOUT_SECONDS, checks)
+
+
+def _dependencies(container: Container, project: Project) -> list[Property]:
+    # Requires= with After=: this container starts after the others are ready, does not
+    # start when one of them fails to, and is stopped or restarted with them when they
+    # are stopped or restarted on purpose. BindsTo= would also stop it whenever one of
+    # them goes down on its own, even for a crash that systemd restarts at once, and
+    # nothing starts it again afterwards (seen on systemd 252: a dependency killed and
+    # restarted left its BindsTo= dependent inactive, its Requires= dependent running).
+    # A web server had better outlive a short outage of its database.
+    if not container.depends_on:
+        return []
+    units = {other.name: other.unit_name for other in project.containers}
+    needed = [units[dependency.name] for dependency in container.depends_on]
+    return [("After", ("as", needed)), ("Requires", ("as", needed))]
+
+
+def _table(rows: Sequence[Row], model: object) -> list[Property]:
+    found: list[Property] = []
+    for field, name, signature, to_dbus in rows:
+        value = getattr(model, field)
+        if value is not None:
+            found.append((name, (signature, to_dbus(value))))
+    return found

@@ -1,29 +1,114 @@
-"""Translation of a container into its unit's properties: pure."""
+"""Translation of a container into its unit's properties: pure, tested by fixture files.
+
+Every `NAME.toml` under tests/fixtures/units has beside it `NAME.properties.json`: for
+each container of the file, by name, the list of `[property, signature, value]` that
+`service_properties` must give, in order. The unit's command is the fixed `EXEC_START`,
+and the fixture directory's absolute path, which image paths show, reads `FIXTURES`.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from sdpod.config.model import Container, LayoutImage, RestartPolicy
-from sdpod.units.translate import service_properties
+import pytest
+
+from sdpod.config.load import load_project
+from sdpod.config.model import (
+    Container,
+    Dependency,
+    DependencyCondition,
+    HealthCheck,
+    LayoutImage,
+    Project,
+    ReadyWhen,
+    RestartPolicy,
+)
+from sdpod.units.translate import (
+    START_TIMEOUT_SECONDS,
+    service_properties,
+    slice_name,
+    start_timeout,
+)
+
+FIXTURES = (Path(__file__).parent.parent / "fixtures" / "units").resolve()
+EXEC_START = ["/launcher", "launch", "BUNDLE"]
+IMAGE = LayoutImage(Path("/img"), "v1")
 
 
-def test_properties_of_a_restarting_container() -> None:
-    container = Container("web", LayoutImage(Path("/img"), "v1"), restart=RestartPolicy.ALWAYS)
-    properties = dict(service_properties(container, ["/py", "-m", "sdpod.runtime", "launch", "/b"]))
+def expected_properties(toml: Path) -> dict[str, list[object]]:
+    """What the fixture `toml` translates to now, in the form of its expected file."""
+    project = load_project(toml, {})
+    translated = {
+        container.name: [
+            [name, signature, value]
+            for name, (signature, value) in service_properties(container, project, EXEC_START)
+        ]
+        for container in project.containers
+    }
+    text = json.dumps(translated).replace(json.dumps(str(FIXTURES))[1:-1], "FIXTURES")
+    loaded: dict[str, list[object]] = json.loads(text)
+    return loaded
 
-    assert properties["ExecStart"] == (
-        "a(sasb)",
-        [("/py", ["/py", "-m", "sdpod.runtime", "launch", "/b"], False)],
-    )
-    assert properties["Type"] == ("s", "notify")
-    assert properties["Delegate"] == ("b", True)
-    assert properties["Restart"] == ("s", "always")
-    assert properties["KillMode"] == ("s", "mixed")
-    assert properties["Description"] == ("s", "sdpod container web (oci:/img:v1)")
+
+@pytest.mark.parametrize("toml", sorted(FIXTURES.glob("*.toml")), ids=lambda path: path.stem)
+def test_fixture(toml: Path) -> None:
+    expected = json.loads(toml.with_suffix(".properties.json").read_text())
+    assert expected_properties(toml) == expected
+
+
+def test_every_expected_result_has_its_toml() -> None:
+    orphans = [
+        path.name
+        for path in FIXTURES.glob("*.properties.json")
+        if not path.with_name(path.name.removesuffix(".properties.json") + ".toml").exists()
+    ]
+    assert orphans == []
+
+
+def one(container: Container, name: str = "shop") -> Project:
+    return Project(Path("/p/shop.toml"), (container,), name)
 
 
 def test_every_policy_has_a_systemd_word() -> None:
     for policy in RestartPolicy:
-        container = Container("x", LayoutImage(Path("/i"), "t"), restart=policy)
-        assert dict(service_properties(container, ["/py"]))["Restart"] == ("s", policy.value)
+        container = Container("x", IMAGE, restart=policy)
+        properties = dict(service_properties(container, one(container), ["/py"]))
+        assert properties["Restart"] == ("s", policy.value)
+
+
+@pytest.mark.parametrize(
+    ("project", "expected"),
+    [
+        ("shop", "sdpod-shop.slice"),
+        ("my-shop", "sdpod-my\\x2dshop.slice"),
+        ("a.b_c-1-", "sdpod-a.b_c\\x2d1\\x2d.slice"),
+        ("", "sdpod.slice"),
+    ],
+)
+def test_slice_is_a_child_of_sdpod_slice(project: str, expected: str) -> None:
+    assert slice_name(Project(Path("/p.toml"), (), project)) == expected
+
+
+def test_a_container_waited_for_as_healthy_is_health_gated() -> None:
+    health = HealthCheck(("true",), interval=60, timeout=10, retries=2, start_period=15)
+    db = Container("db", IMAGE, health=health)
+    web = Container("web", IMAGE, depends_on=(Dependency("db", DependencyCondition.HEALTHY),))
+    project = Project(Path("/p/shop.toml"), (db, web), "shop")
+
+    assert project.ready_of(db) is ReadyWhen.HEALTHY
+    assert start_timeout(db, project) == 15 + 3 * 70
+    assert dict(service_properties(db, project, ["/py"]))["NotifyAccess"] == ("s", "all")
+    assert start_timeout(db, one(db)) == START_TIMEOUT_SECONDS
+
+
+def test_a_started_dependency_does_not_gate() -> None:
+    db = Container("db", IMAGE)
+    web = Container("web", IMAGE, depends_on=(Dependency("db"),))
+    project = Project(Path("/p/shop.toml"), (db, web), "shop")
+
+    assert project.ready_of(db) is ReadyWhen.STARTED
+    assert dict(service_properties(db, project, ["/py"]))["NotifyAccess"] == ("s", "main")
+    web_properties = dict(service_properties(web, project, ["/py"]))
+    assert web_properties["Requires"] == ("as", ["sdpod-db.service"])
+    assert web_properties["After"] == ("as", ["sdpod-db.service"])
