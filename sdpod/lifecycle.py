@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdpod import paths
 from sdpod.config.load import load_project
@@ -25,13 +26,14 @@ from sdpod.network import files, ports
 from sdpod.runtime import bundle
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.spec import (
-    ANNOTATION_IMAGE,
-    ANNOTATION_PORTS,
     BundleLayout,
     build_spec,
 )
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 from sdpod.units.translate import service_properties
+
+if TYPE_CHECKING:
+    from sdpod.observe import ContainerRow
 
 Say = Callable[[str], None]
 
@@ -185,31 +187,8 @@ def down(file: Path, say: Say) -> None:
             say(f"{container.name}: stopped and removed")
 
 
-@dataclass(frozen=True)
-class ContainerStatus:
-    name: str
-    unit: str
-    state: str
-    ports: str
-    image: str
+def ps() -> list[ContainerRow]:
+    """Every container with its unit's state; `sdpod.observe` reads them."""
+    from sdpod import observe
 
-
-def ps() -> list[ContainerStatus]:
-    """Every container unit the manager knows, with what its bundle says."""
-    with Manager.connect() as manager:
-        units = manager.list_units("sdpod-*.service")
-    rows = []
-    for unit in units:
-        name = unit.name.removeprefix("sdpod-").removesuffix(".service")
-        spec = bundle.read_spec(paths.container_dir(name)) or {}
-        annotations = spec.get("annotations", {})
-        rows.append(
-            ContainerStatus(
-                name=name,
-                unit=unit.name,
-                state=f"{unit.active_state} ({unit.sub_state})",
-                ports=annotations.get(ANNOTATION_PORTS, "").replace(",", ", "),
-                image=annotations.get(ANNOTATION_IMAGE, "?"),
-            )
-        )
-    return rows
+    return observe.ps()

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import click
 
+from sdpod.cli.logs import logs as logs_command
+from sdpod.cli.ps import ps as ps_command
+from sdpod.cli.status import status as status_command
 from sdpod.errors import ConfigError, SdpodError
 
 EXIT_ERROR = 1
@@ -51,18 +54,10 @@ def down(file: Path) -> None:
     lifecycle.down(file, click.echo)
 
 
-@cli.command()
-def ps() -> None:
-    """List the containers: name, unit, state, ports, image."""
-    from sdpod import lifecycle
-
-    rows = [("NAME", "UNIT", "STATE", "PORTS", "IMAGE")]
-    rows += [(r.name, r.unit, r.state, r.ports, r.image) for r in lifecycle.ps()]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
-        )
+# The observing verbs live in modules of their own, which import only click until they run.
+cli.add_command(ps_command)
+cli.add_command(status_command)
+cli.add_command(logs_command)
 
 
 def _report(error: SdpodError) -> None:

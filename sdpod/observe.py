@@ -1,0 +1,239 @@
+"""What the containers are doing: the rows of `ps`, the facts of `status`, their journal.
+
+A container is a bundle in the data directory (`containers/NAME/config.json`); its unit
+`sdpod-NAME.service` may be loaded or not, since systemd unloads a transient unit once
+it has stopped. Other units that happen to match `sdpod-*.service` (helpers of a
+container, for instance) are not listed. The unit's state comes from the manager over
+D-Bus (`sdpod.units.status`); ports and image come from the bundle's annotations.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdpod import paths
+from sdpod.config.model import PortMapping
+from sdpod.errors import SdpodError
+from sdpod.runtime import bundle
+from sdpod.runtime.launch import ports_of
+from sdpod.runtime.spec import ANNOTATION_IMAGE
+from sdpod.units import status as unit_status
+from sdpod.units.manager import Manager
+from sdpod.units.status import UnitDetails
+
+UNIT_PATTERN = "sdpod-*.service"
+LOG_LINES = 10
+JOURNAL_TIMEOUT_SECONDS = 10
+# Health is shown while the unit runs or starts; a stopped container's last verdict is
+# no longer true.
+HEALTH_STATES = ("active", "activating", "reloading", "deactivating")
+
+
+class HealthStatus(enum.Enum):
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class Health:
+    """The verdict of a container's health checks, as their runner last wrote it.
+
+    The file `$XDG_RUNTIME_DIR/sdpod/NAME.health` holds one JSON object:
+    `{"status": "starting"|"healthy"|"unhealthy", "failing_streak": N,
+    "checked_at": UNIX_TIME, "output": "LAST OUTPUT"}`.
+    """
+
+    status: HealthStatus
+    failing_streak: int
+    checked_at: float
+    output: str
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    """One line of `ps`. `uptime` is in seconds, None while the unit is not up."""
+
+    name: str
+    unit: str
+    loaded: bool
+    active_state: str
+    sub_state: str
+    health: Health | None
+    uptime: float | None
+    ports: tuple[PortMapping, ...]
+    image: str
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """`status`: the row, the service's accounting (None: not loaded), its last log lines.
+
+    `log_error` says why the journal could not be read, where it could not.
+    """
+
+    row: ContainerRow
+    details: UnitDetails | None
+    log: tuple[str, ...]
+    log_error: str | None
+
+
+def unit_of(name: str) -> str:
+    return f"sdpod-{name}.service"
+
+
+def health_file(name: str) -> Path:
+    return paths.runtime_dir() / f"{name}.health"
+
+
+def parse_health(text: str) -> Health | None:
+    """The verdict in `text`, or None where it is not (yet) a whole, well-formed one.
+
+    The runner may be writing the file as it is read: a half-written or odd file means
+    'no verdict', never an error.
+    """
+    try:
+        data = json.loads(text)
+        health = Health(
+            status=HealthStatus(data["status"]),
+            failing_streak=data["failing_streak"],
+            checked_at=data["checked_at"],
+            output=data["output"],
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+    valid = (
+        _is_int(health.failing_streak)
+        and health.failing_streak >= 0
+        and _is_number(health.checked_at)
+        and isinstance(health.output, str)
+    )
+    return health if valid else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+def read_health(name: str) -> Health | None:
+    try:
+        text = health_file(name).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return parse_health(text)
+
+
+def container_names() -> list[str]:
+    """The names of the containers whose bundles exist, sorted."""
+    try:
+        entries = list(paths.containers_dir().iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(e.name for e in entries if (e / "config.json").is_file())
+
+
+def _annotations(name: str) -> dict[str, Any]:
+    spec = bundle.read_spec(paths.container_dir(name)) or {}
+    annotations: dict[str, Any] = spec.get("annotations", {})
+    return annotations
+
+
+def _row(name: str, unit: unit_status.UnitSummary | None, now: float) -> ContainerRow:
+    annotations = _annotations(name)
+    if unit is None:
+        state, sub_state, uptime = "inactive", "dead", None
+    else:
+        state, sub_state = unit.active_state, unit.sub_state
+        uptime = None if unit.active_since is None else max(0.0, now - unit.active_since)
+    return ContainerRow(
+        name=name,
+        unit=unit_of(name),
+        loaded=unit is not None,
+        active_state=state,
+        sub_state=sub_state,
+        health=read_health(name) if state in HEALTH_STATES else None,
+        uptime=uptime,
+        ports=tuple(ports_of({"annotations": annotations})),
+        image=annotations.get(ANNOTATION_IMAGE, "?"),
+    )
+
+
+def ps() -> list[ContainerRow]:
+    """Every container, with its unit's state, health, uptime, ports and image."""
+    with Manager.connect() as manager:
+        units = {unit.name: unit for unit in unit_status.list_units(manager, UNIT_PATTERN)}
+    now = time.monotonic()
+    return [_row(name, units.get(unit_of(name)), now) for name in container_names()]
+
+
+def require_known(name: str, verb: str) -> None:
+    """Fail, listing the containers there are, unless `name` is one of them."""
+    known = container_names()
+    if name in known:
+        return
+    listed = ", ".join(known) if known else "none yet (`sdpod up FILE` creates them)"
+    raise SdpodError(
+        f"failed to {verb} container {name!r}: no such container; known containers: {listed}",
+        hint="`sdpod ps` lists the containers with their state",
+    )
+
+
+def status(name: str) -> ContainerStatus:
+    """The unit's state and accounting, ports, image, health and last log lines of `name`."""
+    require_known(name, "show")
+    unit = unit_of(name)
+    with Manager.connect() as manager:
+        summaries = unit_status.list_units(manager, unit)
+        details = unit_status.read_service(manager, unit)
+    row = _row(name, summaries[0] if summaries else None, time.monotonic())
+    journal = [*journalctl(unit), "-n", str(LOG_LINES), "-o", "short-iso", "--no-pager"]
+    log, log_error = _journal_lines(journal)
+    return ContainerStatus(row, details, log, log_error)
+
+
+def _journal_lines(argv: list[str]) -> tuple[tuple[str, ...], str | None]:
+    try:
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=JOURNAL_TIMEOUT_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return (), f"failed to run {argv[0]}: {error}"
+    if result.returncode != 0:
+        return (), f"{argv[0]} failed: {result.stderr.strip() or f'exit {result.returncode}'}"
+    # journalctl marks an empty result with a line of its own, not a message.
+    lines = [line for line in result.stdout.splitlines() if line != "-- No entries --"]
+    return tuple(lines), None
+
+
+def journalctl(unit: str) -> list[str]:
+    """The journalctl command that selects the messages of `unit`.
+
+    A user's containers are units of their own manager, whose messages `--user` selects;
+    root's are units of the system manager. `-u` selects messages by the unit journald
+    finds from the writer's cgroup. A message whose writer exited before journald read
+    that cgroup (busybox httpd's per-request children, for one) has no unit field, and
+    `-u` misses it, although it is in the user's journal under the container's
+    SYSLOG_IDENTIFIER. This goes away once container output reaches journald through one
+    long-lived writer, or once the match here adds that identifier.
+    """
+    return ["journalctl", *(["--user"] if os.geteuid() != 0 else []), "-u", unit]
+
+
+def logs_argv(name: str, follow: bool, lines: int | None) -> list[str]:
+    """The journalctl command that shows the journal of container `name`."""
+    require_known(name, "show the log of")
+    argv = journalctl(unit_of(name))
+    if lines is not None:
+        argv += ["-n", str(lines)]
+    return [*argv, "-f"] if follow else argv
