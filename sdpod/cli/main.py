@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from sdpod.cli.doctor import doctor as doctor_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
 from sdpod.cli.status import status as status_command
@@ -54,10 +55,11 @@ def down(file: Path) -> None:
     lifecycle.down(file, click.echo)
 
 
-# The observing verbs live in modules of their own, which import only click until they run.
+# Verbs that live in modules of their own, which import only click until they run.
 cli.add_command(ps_command)
 cli.add_command(status_command)
 cli.add_command(logs_command)
+cli.add_command(doctor_command)
 
 
 def _report(error: SdpodError) -> None:
@@ -73,7 +75,8 @@ def main() -> None:
     """Entry point: the one place where errors become messages and exit codes."""
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        # Without standalone mode, click returns the code of a verb's `context.exit(N)`.
+        code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(EXIT_ERROR)
     except click.ClickException as error:
@@ -86,3 +89,5 @@ def main() -> None:
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -44,7 +44,7 @@ def modules_after(args: list[str]) -> tuple[int, str, list[str]]:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["ps", "--help"], ["status", "--help"], ["logs", "--help"]],
+    [["--help"], ["ps", "--help"], ["status", "--help"], ["logs", "--help"], ["doctor", "--help"]],
 )
 def test_help_imports_no_dbus_and_no_image_code(args: list[str]) -> None:
     code, output, modules = modules_after(args)
@@ -58,5 +58,5 @@ def test_help_imports_no_dbus_and_no_image_code(args: list[str]) -> None:
 
 def test_every_verb_is_listed() -> None:
     _, output, _ = modules_after(["--help"])
-    for verb in ("up", "down", "ps", "status", "logs"):
+    for verb in ("up", "down", "ps", "status", "logs", "doctor"):
         assert f"  {verb} " in output, output
