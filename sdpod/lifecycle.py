@@ -7,14 +7,17 @@ input runs before anything is started or written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sdpod import paths
 from sdpod.config.load import load_project
@@ -29,8 +32,9 @@ from sdpod.runtime.spec import (
     BundleLayout,
     build_spec,
 )
+from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
-from sdpod.units.translate import service_properties
+from sdpod.units.translate import Property, service_properties
 
 if TYPE_CHECKING:
     from sdpod.observe import ContainerRow
@@ -38,6 +42,8 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 
 INIT_BINARY = "tini-static"
+# In a container's directory: the digest of what defines it (see `definition_digest`).
+DIGEST_FILE = "desired.sha256"
 RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 
@@ -110,49 +116,167 @@ class _Context:
     project: Project
 
 
-def up(file: Path, say: Say, debug: bool = False) -> None:
-    """Start every container of `file` that is not running yet."""
-    project = load_project(file)
+# Its public name, for the verbs of sdpod.persist.
+Context = _Context
+
+
+@contextlib.contextmanager
+def session(project: Project, debug: bool = False) -> Iterator[Context]:
+    """What preparing and starting containers takes: ids, the init, the store, systemd."""
     rootless = _own_mapping()
     init = find_init()
     store = ImageStore(paths.data_dir())
     with Manager.connect() as manager:
-        context = _Context(manager, store, rootless, init, debug, project)
+        yield _Context(manager, store, rootless, init, debug, project)
+
+
+def up(file: Path, say: Say, debug: bool = False) -> None:
+    """Start every container of `file` that is not running as the file says."""
+    project = load_project(file)
+    with session(project, debug) as context:
         for container in project.containers:
             _up_one(container, context, say)
 
 
-def _is_running(manager: Manager, unit: str) -> bool:
+def is_running(manager: Manager, unit: str) -> bool:
     state = manager.unit_property(unit, UNIT_INTERFACE, "ActiveState")
     return state in RUNNING_STATES
 
 
 def _up_one(container: Container, context: _Context, say: Say) -> None:
-    unit = container.unit_name
-    if _is_running(context.manager, unit):
-        say(f"{container.name}: already running as {unit}")
-        return
-    ports.check_free(container.ports)
+    bring_up(desired(container, context), context, say)
 
+
+@dataclass(frozen=True)
+class Desired:
+    """A container as its TOML defines it now: its bundle's files and its unit."""
+
+    container: Container
+    mapping: IdMapping
+    layout: BundleLayout
+    spec: dict[str, Any]
+    properties: list[Property]
+    digest: str
+
+    @property
+    def unchanged(self) -> bool:
+        """Whether the container's files on disk were made from this same definition."""
+        try:
+            recorded = (self.layout.bundle / DIGEST_FILE).read_text().strip()
+        except OSError:
+            return False
+        return recorded == self.digest
+
+
+def desired(container: Container, context: _Context) -> Desired:
+    """Import the image and build the container's config.json and unit; write nothing."""
     mapping = _mapping_for(container.name, context.rootless)
     image = _import_image(container, context)
     layout = BundleLayout.under(paths.container_dir(container.name), image.rootfs)
     spec = build_spec(container, image.config, layout, mapping, context.init, idmap_lower=is_root())
-    created = not layout.bundle.exists()
-    root_owner = (mapping.uids[0].host_id, mapping.gids[0].host_id)
-    bundle.prepare(layout, spec, _etc_files(container.name), root_owner)
-
     argv = launcher_argv(layout.bundle, context.debug)
     properties = service_properties(container, context.project, argv)
+    # --debug changes what the launcher logs, not the container: it does not count.
+    plain = service_properties(container, context.project, launcher_argv(layout.bundle))
+    return Desired(container, mapping, layout, spec, properties, definition_digest(spec, plain))
+
+
+def definition_digest(spec: dict[str, Any], properties: list[Property]) -> str:
+    """SHA-256 of a container's config.json and unit properties, which hold no volatile
+    part (no time, no process id): the same TOML and image give the same digest."""
+    text = json.dumps([spec, properties], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def bring_up(want: Desired, context: _Context, say: Say) -> None:
+    """Start the container unless it runs as `want` says; replace it if it differs."""
+    container, unit = want.container, want.container.unit_name
+    running = is_running(context.manager, unit)
+    if running and want.unchanged:
+        say(f"{container.name}: already running as {unit}")
+        return
+    replaced = remove_if_changed(want, context, running)
+    ports.check_free(container.ports)
+
+    created = not want.layout.bundle.exists()
+    prepare(want)
     try:
-        context.manager.start_transient(unit, properties)
+        _start(want, context)
     except SdpodError:
         context.manager.stop(unit)
         _remove_runtime_files(container.name)
         if created:
-            remove_container_files(container.name, mapping)
+            remove_container_files(container.name, want.mapping)
         raise
-    say(f"{container.name}: running as {unit}{_published(container)}")
+    how = "replaced, running" if replaced else "running"
+    say(f"{container.name}: {how} as {unit}{_published(container)}")
+
+
+def remove_if_changed(want: Desired, context: _Context, running: bool) -> bool:
+    """Stop and delete a container made from another definition; whether there was one.
+
+    Its overlay's upper layer goes with it, as a changed container is recreated by
+    `docker compose up`: what it wrote belongs in volumes.
+    """
+    if not (running or want.layout.bundle.exists()) or want.unchanged:
+        return False
+    context.manager.stop(want.container.unit_name)
+    _remove_runtime_files(want.container.name)
+    remove_container_files(want.container.name, want.mapping)
+    return True
+
+
+def prepare(want: Desired) -> None:
+    """Write the container's bundle, and the digest of the definition it was made from."""
+    root_owner = (want.mapping.uids[0].host_id, want.mapping.gids[0].host_id)
+    bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), root_owner)
+    bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")
+
+
+def _start(want: Desired, context: _Context) -> None:
+    """An enabled container starts from its unit file, rewritten if the TOML changed:
+    systemd refuses a transient unit of a name that has one."""
+    unit, manager = want.container.unit_name, context.manager
+    if not enabled_after_stop(manager, want.container):
+        manager.start_transient(unit, want.properties)
+        return
+    if unitfile.write_units(unit_files(want)):
+        manager.reload()
+    manager.start_unit(unit)
+
+
+def unit_files(want: Desired) -> list[unitfile.UnitSpec]:
+    """An enabled container's units: its service."""
+    return [(want.container.unit_name, "service", want.properties)]
+
+
+def remove_unit_files(container: Container) -> None:
+    """Delete the files `unit_files` writes."""
+    unitfile.remove_unit(container.unit_name)
+
+
+def enabled_after_stop(manager: Manager, container: Container) -> bool:
+    """Whether a stopped container's unit is enabled, and so starts from its file.
+
+    `sdpod disable` keeps the files of a running container, so that systemd keeps its
+    settings while it runs; once the container is stopped, such files go here.
+    """
+    unit = container.unit_name
+    if not unitfile.unit_path(unit).exists():
+        return False
+    if manager.unit_file_state(unit) == "enabled":
+        return True
+    remove_unit_files(container)
+    manager.reload()
+    return False
+
+
+def remove_container(container: Container, context: _Context) -> None:
+    """Delete a stopped container's files and, as root, free its id range."""
+    remove_container_files(container.name, _mapping_for(container.name, context.rootless))
+    _remove_runtime_files(container.name)
+    if context.rootless is None:
+        IdPool(paths.data_dir()).release(container.name)
 
 
 def _import_image(container: Container, context: _Context) -> StoredImage:
@@ -180,11 +304,21 @@ def down(file: Path, say: Say) -> None:
     with Manager.connect() as manager:
         for container in project.containers:
             manager.stop(container.unit_name)
+            if enabled_after_stop(manager, container):
+                _remove_runtime_files(container.name)
+                say(_still_enabled(container.name, file))
+                continue
             remove_container_files(container.name, _mapping_for(container.name, rootless))
             _remove_runtime_files(container.name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(container.name)
             say(f"{container.name}: stopped and removed")
+
+
+def _still_enabled(name: str, file: Path) -> str:
+    return (
+        f"{name}: stopped; still enabled, so it starts at boot (`sdpod disable {file}` removes it)"
+    )
 
 
 def ps() -> list[ContainerRow]:

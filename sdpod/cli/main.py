@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
+from sdpod.cli.disable import disable as disable_command
 from sdpod.cli.doctor import doctor as doctor_command
+from sdpod.cli.enable import enable as enable_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
 from sdpod.cli.status import status as status_command
@@ -60,6 +62,8 @@ cli.add_command(ps_command)
 cli.add_command(status_command)
 cli.add_command(logs_command)
 cli.add_command(doctor_command)
+cli.add_command(enable_command)
+cli.add_command(disable_command)
 
 
 def _report(error: SdpodError) -> None:

@@ -1,0 +1,405 @@
+"""Persistence: `enable`, `disable`, idempotent `up` and edit-and-`up`, against real systemd.
+
+Enabling a container writes a unit file into the user's home, which every sandbox host
+on this machine shares, and logind starts the manager of every user that lingers
+(/var/lib/systemd/linger is the machine's, too) in every host that boots. A container
+enabled for `sdpod-test` would therefore also start in the sandbox of any test session
+that boots meanwhile, where that session's tests count `sdpod-test`'s processes, and it
+would hold our port there. So the tests that enable run as BOOT_USER in hosts of their
+own, and hide BOOT_USER's linger flag from other hosts as soon as our host's logind has
+read it: our logind keeps the user lingering, and the others never start BOOT_USER.
+The tests that only run `up` use the session's sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox import SandboxError, SandboxHost, check_prerequisites
+
+from sdpod import persist
+from system.helpers import (
+    HTTPD,
+    Project,
+    fetch,
+    free_port,
+    home_dir,
+    refuses,
+    wait_for,
+)
+
+BOOT_USER = "sdpod-boot"
+LINGER_DIR = Path("/var/lib/systemd/linger")
+MANAGER_TIMEOUT = 60.0
+
+Completed = subprocess.CompletedProcess[str]
+
+
+def ok(result: Completed) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def unique(stem: str) -> str:
+    return f"{stem}-{secrets.token_hex(3)}"
+
+
+def succeeds(result: Completed) -> str:
+    assert result.returncode == 0, ok(result)
+    assert "Traceback" not in result.stderr, ok(result)
+    return result.stdout
+
+
+# -- hosts and users --------------------------------------------------------------------
+
+
+def start_boot_host() -> SandboxHost:
+    try:
+        check_prerequisites()
+    except SandboxError as e:
+        pytest.skip(f"cannot boot a sandbox host: {e}")
+    remove_leftovers()
+    host = SandboxHost(BOOT_USER, nosub_user=None)
+    host.start()
+    hide_linger_flag()
+    return host
+
+
+def remove_leftovers() -> None:
+    """What a test run that was killed may have left enabled: only these tests use
+    BOOT_USER, and a unit left enabled would start at the next boot of its host."""
+    try:
+        home = Path(pwd.getpwnam(BOOT_USER).pw_dir)
+    except KeyError:
+        return
+    units = home / ".config/systemd/user"
+    for path in [*units.glob("sdpod-*"), *units.glob("*.wants/sdpod-*")]:
+        path.unlink()
+    shutil.rmtree(home / ".local/share/sdpod/containers", ignore_errors=True)
+
+
+def hide_linger_flag() -> None:
+    """See the module's docstring; `sdpod enable` then warns that linger is off."""
+    (LINGER_DIR / BOOT_USER).unlink(missing_ok=True)
+
+
+def stop_boot_host(host: SandboxHost) -> None:
+    """Power the host off; no other host should start BOOT_USER's manager afterwards."""
+    if host.pid:
+        host.run_as_root(["loginctl", "disable-linger", BOOT_USER], check=False)
+    host.stop()
+
+
+@pytest.fixture(scope="module")
+def boot_host() -> Iterator[SandboxHost]:
+    host = start_boot_host()
+    try:
+        yield host
+    finally:
+        stop_boot_host(host)
+        remove_leftovers()
+
+
+@pytest.fixture
+def web(boot_host: SandboxHost) -> Iterator[Project]:
+    """One busybox web container of BOOT_USER; disabled and brought down at teardown."""
+    with home_dir(boot_host, BOOT_USER, unique("persist")) as directory:
+        project = Project.create(boot_host, BOOT_USER, directory, unique("pweb"), free_port())
+        yield project
+        # Brought down first: an enabled container keeps its files until `disable`.
+        project.down()
+        project.sdpod("disable", project.toml)
+
+
+def unit_file(project: Project) -> Path:
+    return project.sandbox.home(project.user) / ".config/systemd/user" / project.unit
+
+
+def wants_link(project: Project) -> Path:
+    directory = project.sandbox.home(project.user) / ".config/systemd/user/default.target.wants"
+    return directory / project.unit
+
+
+def is_enabled(project: Project) -> str:
+    return project.run(["systemctl", "--user", "is-enabled", project.unit]).stdout.strip()
+
+
+def restart_user_manager(host: SandboxHost, user: str) -> None:
+    """Restart the user's manager as root, and wait until it has started its units."""
+    host.run_as_root(["systemctl", "restart", f"user@{host.uid(user)}.service"], timeout=90)
+
+    def started() -> str | None:
+        argv = ["systemctl", "--user", "is-system-running"]
+        state = host.run_as_user(argv, user, check=False).stdout.strip()
+        return state if state in ("running", "degraded") else None
+
+    wait_for(started, MANAGER_TIMEOUT, f"the user manager of {user} after its restart")
+
+
+def serving(project: Project) -> dict[str, str]:
+    """The page is served and the unit runs; its state."""
+    assert fetch(project.url) == project.index_html
+    state = project.show()
+    assert (state["ActiveState"], state["SubState"]) == ("active", "running"), state
+    return state
+
+
+# -- the unit from a file is the transient unit -----------------------------------------
+
+# What differs between two starts of the same unit, or only says where its definition
+# came from: none of it is a setting.
+VOLATILE = re.compile(
+    r"Timestamp|PID$|^InvocationID$|^ControlGroupId$|Current$|NSec$|Bytes$|Packets$"
+    r"|Operations$|^NRestarts$|^FragmentPath$|^UnitFileState$|^Transient$|^WantedBy$|^NeedDaemonReload$"
+)
+# Dependency lists come in no fixed order; an enabled unit is also ordered before the
+# target that wants it.
+DEPENDENCIES = ("Requires", "Wants", "After", "Before", "BindsTo", "PartOf", "Conflicts")
+
+
+def settings(project: Project) -> dict[str, object]:
+    out = project.run(["systemctl", "--user", "show", project.unit])
+    assert out.returncode == 0, ok(out)
+    found: dict[str, object] = {}
+    for line in out.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if VOLATILE.search(key):
+            continue
+        if key in DEPENDENCIES:
+            found[key] = set(value.split()) - {"default.target"}
+        elif key.startswith("Exec"):
+            # `{ path=... ; argv[]=... ; ignore_errors=no ; start_time=... ; pid=... }`
+            found[key] = re.sub(r" ; start_time=.*", "", value)
+        else:
+            found[key] = value
+    return found
+
+
+# -- enable, disable, and the manager's restart -------------------------------------
+
+
+@pytest.mark.system
+def test_enabled_container_comes_back_after_its_manager_restarts(web: Project) -> None:
+    succeeds(web.up())
+    transient = settings(web)
+    assert transient.get("ExecStart"), transient
+
+    result = web.sdpod("enable", web.toml)
+    enabled = succeeds(result)
+    assert f"{web.name}: enabled" in enabled, enabled
+    # The flag is hidden (see the module's docstring): the warning names the remedy.
+    assert f"loginctl enable-linger {BOOT_USER}" in result.stderr, ok(result)
+    assert is_enabled(web) == "enabled"
+    assert unit_file(web).is_file() and wants_link(web).is_symlink()
+    before = serving(web)
+    assert web.show()["LoadState"] == "loaded"
+    # Every setting systemd holds for the unit from its file is the transient unit's.
+    assert settings(web) == transient
+
+    restart_user_manager(web.sandbox, web.user)
+    after = serving(web)
+    assert after["MainPID"] != before["MainPID"], (before, after)
+
+    down = succeeds(web.down())
+    assert "still enabled" in down, down
+    assert web.show()["ActiveState"] in ("inactive", "failed")
+    assert refuses(web.port)
+    assert (web.container_dir / "config.json").is_file()
+    assert is_enabled(web) == "enabled"
+
+    disabled = succeeds(web.sdpod("disable", web.toml))
+    assert f"{web.name}: disabled and removed" in disabled, disabled
+    assert not unit_file(web).exists() and not wants_link(web).is_symlink()
+    assert not web.container_dir.exists()
+
+
+@pytest.mark.system
+def test_disabled_container_keeps_running_then_stays_down(web: Project) -> None:
+    succeeds(web.up())
+    succeeds(web.sdpod("enable", web.toml))
+    before = serving(web)
+
+    disabled = succeeds(web.sdpod("disable", web.toml))
+    assert "keeps running" in disabled, disabled
+    after = serving(web)
+    assert after["MainPID"] == before["MainPID"]
+    assert not wants_link(web).is_symlink()
+    assert is_enabled(web) == "disabled"
+    # systemd still holds its settings while it runs: its restart policy among them.
+    restart = web.run(["systemctl", "--user", "show", "-p", "Restart", "--value", web.unit])
+    assert restart.stdout.strip() == "always"
+
+    restart_user_manager(web.sandbox, web.user)
+    state = web.show()
+    assert state["ActiveState"] == "inactive", state
+    assert refuses(web.port)
+
+    # The next `up` starts it as a transient unit again, and removes the disabled file.
+    succeeds(web.up())
+    serving(web)
+    assert not unit_file(web).exists()
+    transient = web.run(["systemctl", "--user", "show", "-p", "Transient", "--value", web.unit])
+    assert transient.stdout.strip() == "yes"
+    succeeds(web.down())
+    assert not web.container_dir.exists()
+
+
+@pytest.mark.system
+def test_enable_prepares_a_stopped_container_and_up_starts_its_unit_file(web: Project) -> None:
+    enabled = succeeds(web.sdpod("enable", web.toml))
+    assert "not started" in enabled, enabled
+    assert (web.container_dir / "config.json").is_file()
+    assert refuses(web.port)
+    assert web.show()["ActiveState"] == "inactive"
+    assert is_enabled(web) == "enabled"
+
+    up = succeeds(web.up())
+    assert f"{web.name}: running" in up, up
+    serving(web)
+    fragment = web.run(["systemctl", "--user", "show", "-p", "FragmentPath", "--value", web.unit])
+    assert fragment.stdout.strip() == str(unit_file(web))
+
+    again = succeeds(web.up())
+    assert "already running" in again, again
+
+
+@pytest.mark.system
+def test_edited_enabled_container_is_replaced_from_its_rewritten_unit_file(web: Project) -> None:
+    succeeds(web.sdpod("enable", web.toml))
+    succeeds(web.up())
+    before = serving(web)
+    old_port = web.port
+
+    web.port = free_port()
+    web.rewrite(Path(web.toml).read_text().replace(f":{old_port}:", f":{web.port}:"))
+    up = succeeds(web.up())
+    assert f"{web.name}: replaced" in up, up
+    after = serving(web)
+    assert after["MainPID"] != before["MainPID"]
+    assert refuses(old_port)
+    assert is_enabled(web) == "enabled"
+
+
+# -- a reboot of the whole host ---------------------------------------------------------
+
+
+@pytest.mark.system
+def test_enabled_container_runs_after_the_host_reboots() -> None:
+    host = start_boot_host()
+    name = unique("reboot")
+    try:
+        with home_dir(host, BOOT_USER, unique("reboot")) as directory:
+            project = Project.create(host, BOOT_USER, directory, name, free_port())
+            succeeds(project.up())
+            succeeds(project.sdpod("enable", project.toml))
+            serving(project)
+            host.stop()
+
+            # The same user on a new boot: the home, and so ~/.config, is on the disk.
+            host = SandboxHost(BOOT_USER, nosub_user=None)
+            host.start()
+            hide_linger_flag()
+            project.sandbox = host
+            # No sdpod command ran in this boot: the user's manager started it.
+            serving(project)
+            assert project.journal(0).count(f"Started {project.unit}") == 1
+
+            disabled = succeeds(project.sdpod("disable", project.toml))
+            assert "keeps running" in disabled, disabled
+            succeeds(project.down())
+            assert not unit_file(project).exists()
+            assert not project.container_dir.exists()
+    finally:
+        stop_boot_host(host)
+        remove_leftovers()
+
+
+# -- idempotent up and edit-and-up, in the session's sandbox -----------------------------
+
+
+def two_containers(names: tuple[str, str], ports: tuple[int, int]) -> str:
+    return "\n".join(
+        f"[containers.{name}]\n"
+        'image = "oci:image:latest"\n'
+        f"command = {json.dumps(list(HTTPD))}\n"
+        f'ports = ["127.0.0.1:{port}:80"]\n'
+        'volumes = ["./www:/www:ro"]\n'
+        'restart = "always"\n'
+        for name, port in zip(names, ports, strict=True)
+    )
+
+
+@pytest.mark.system
+def test_up_twice_then_edit_replaces_only_the_edited_container(
+    sandbox: SandboxHost, user_dir: Path
+) -> None:
+    names = (unique("edited"), unique("kept"))
+    ports = (free_port(), free_port())
+    project = Project.create(sandbox, sandbox.user, user_dir, names[0], ports[0])
+    kept = Project(
+        sandbox, sandbox.user, project.directory, project.toml, project.www, names[1], ports[1]
+    )
+    project.rewrite(two_containers(names, ports))
+    try:
+        first = succeeds(project.up())
+        assert first.count(": running as") == 2, first
+        pids = [serving(project)["MainPID"], serving(kept)["MainPID"]]
+        files = [bundle_files(p.container_dir) for p in (project, kept)]
+
+        second = succeeds(project.up())
+        assert second.count("already running") == 2, second
+        assert [project.show()["MainPID"], kept.show()["MainPID"]] == pids
+        assert [bundle_files(p.container_dir) for p in (project, kept)] == files
+
+        # What a container wrote goes with it when it is replaced, and only then.
+        for p in (project, kept):
+            (p.container_dir / "upper" / "left-by-test").write_text("x\n")
+        new_port = free_port()
+        project.rewrite(two_containers(names, (new_port, ports[1])))
+        third = succeeds(project.up())
+        assert f"{names[0]}: replaced" in third, third
+        assert f"{names[1]}: already running" in third, third
+
+        assert kept.show()["MainPID"] == pids[1]
+        assert (kept.container_dir / "upper" / "left-by-test").exists()
+        assert not (project.container_dir / "upper" / "left-by-test").exists()
+        assert refuses(ports[0])
+        project.port = new_port
+        assert serving(project)["MainPID"] != pids[0]
+        assert fetch(kept.url) == kept.index_html
+    finally:
+        down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert not project.container_dir.exists() and not kept.container_dir.exists()
+
+
+def bundle_files(directory: Path) -> dict[str, int]:
+    """Modification times of the files `up` writes: config.json, the digest, etc/*."""
+    paths = [directory / "config.json", directory / "desired.sha256"]
+    paths += sorted((directory / "etc").iterdir())
+    return {str(path.relative_to(directory)): path.stat().st_mtime_ns for path in paths}
+
+
+# -- linger -----------------------------------------------------------------------------
+
+
+def test_missing_linger_is_explained(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "lingering").touch()
+    assert persist.lingers("lingering", tmp_path)
+    assert not persist.lingers("absent", tmp_path)
+
+    with caplog.at_level(logging.WARNING):
+        persist.warn_without_linger("lingering", tmp_path)
+        assert caplog.records == []
+        persist.warn_without_linger("absent", tmp_path)
+    (record,) = caplog.records
+    assert "loginctl enable-linger absent" in record.getMessage()
+    assert "not at boot" in record.getMessage()
