@@ -86,7 +86,7 @@ def _check_unit_path(manager: Manager) -> None:
     directory = unitfile.unit_dir()
     if str(directory) not in manager.unit_path():
         raise SystemdError(
-            f"failed to enable: the systemd manager reads no unit files from {directory}",
+            f"failed to enable the containers: systemd reads no unit files from {directory}",
             hint="set XDG_CONFIG_HOME as the user manager has it (`systemctl --user "
             "show-environment`), or unset it",
         )

@@ -151,7 +151,8 @@ def _signal(number: int) -> str:
 
 
 def _cpu_quota(usec_per_second: int) -> str:
-    """CPUQuotaPerSecUSec is CPUQuota= in a unit file, in percent of one CPU."""
+    """CPUQuotaPerSecUSec is CPUQuota= in a unit file, in percent of one CPU; a unit
+    file states it to a hundredth of a percent (100 us of CPU time per second)."""
     if usec_per_second == UINT64_MAX:
         return ""
     percent = f"{usec_per_second / 10_000:.2f}".rstrip("0").rstrip(".")
