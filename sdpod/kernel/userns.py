@@ -82,17 +82,37 @@ def rootless_mapping() -> IdMapping:
         gids=_ranges_for(gid, subordinate_ranges(SUBGID, user, uid)),
     )
     if mapping.is_single_id:
+        first, last = free_range()
         log.warning(
             "user %s has no subordinate ids in %s and %s: containers get a single-id "
             "mapping, so the image's files must all belong to root and the container "
-            "cannot switch to another user; add a range with "
-            "`sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s`",
+            "cannot switch to another user; add a range no other user has, for example "
+            "`sudo usermod --add-subuids %d-%d --add-subgids %d-%d %s`",
             user,
             SUBUID,
             SUBGID,
+            first,
+            last,
+            first,
+            last,
             user,
         )
     return mapping
+
+
+def free_range(size: int = 65536) -> tuple[int, int]:
+    """The first and last id of a block above every range /etc/subuid and /etc/subgid grant."""
+    end = 100000
+    for path in (SUBUID, SUBGID):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.strip().split(":")
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                end = max(end, int(fields[1]) + int(fields[2]))
+    return end, end + size - 1
 
 
 def _helper_argv(helper: str, pid: int, ranges: Sequence[IdRange]) -> list[str]:
