@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from sdpod.kernel import userns
+from sdpod.kernel.userns import SUBGID, SUBUID
 from sdpod.runtime.cgroup import cgroup2_mount
 
-SUBUID = Path("/etc/subuid")
-SUBGID = Path("/etc/subgid")
 LINGER_DIR = Path("/var/lib/systemd/linger")
 TUN = Path("/dev/net/tun")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -35,7 +35,6 @@ UNPRIVILEGED_PORT_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 # A container's ids 1 to 65535 come from the user's subordinate range, so an image can
 # use every id up to `nobody` (65534) only with a range this large.
 SUBID_WANTED = 65536
-SUBID_FIRST = 100000
 # pasta builds before this date hold ~20 MiB each and stall uploads (DESIGN.md).
 PASTA_OLDEST = date(2023, 12, 4)
 LIMIT_CONTROLLERS = ("memory", "cpu", "pids")
@@ -67,31 +66,18 @@ class Check:
 # -- subordinate ids -------------------------------------------------------------------
 
 
-def subid_entries(text: str | None) -> list[tuple[str, int, int]]:
-    """The (owner, start, count) lines of an /etc/subuid-style file (subuid(5))."""
-    entries = []
-    for line in (text or "").splitlines():
-        fields = line.strip().split(":")
-        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
-            entries.append((fields[0], int(fields[1]), int(fields[2])))
-    return entries
+Ranges = list[tuple[int, int]]
 
 
-def free_subid_start(*files: str | None) -> int:
-    """The first id after every range that the files grant, and at least SUBID_FIRST."""
-    ends = [start + count for text in files for _, start, count in subid_entries(text)]
-    return max([SUBID_FIRST, *ends])
-
-
-def check_subids(user: str, uid: int, subuid: str | None, subgid: str | None) -> Check:
-    """Whether `user` has ranges in both files (their texts, None where missing)."""
-    start = free_subid_start(subuid, subgid)
-    span = f"{start}-{start + SUBID_WANTED - 1}"
+def check_subids(user: str, uids: Ranges, gids: Ranges, free: tuple[int, int]) -> Check:
+    """Whether `user` has (start, count) ranges in both files; `free` is a block that no
+    range granted so far overlaps, for the fix to name."""
+    span = f"{free[0]}-{free[1]}"
     fix = f"sudo usermod --add-subuids {span} --add-subgids {span} {user}"
-    counts = {}
-    for path, text in ((SUBUID, subuid), (SUBGID, subgid)):
-        mine = [e for e in subid_entries(text) if e[0] in (user, str(uid))]
-        counts[path] = sum(count for _, _, count in mine)
+    counts = {
+        SUBUID: sum(count for _, count in uids),
+        SUBGID: sum(count for _, count in gids),
+    }
 
     missing = [str(path) for path, count in counts.items() if count == 0]
     if missing:
@@ -117,6 +103,12 @@ def check_subids(user: str, uid: int, subuid: str | None, subgid: str | None) ->
         Level.OK,
         f"{user} has {counts[SUBUID]} uids in {SUBUID} and {counts[SUBGID]} gids in {SUBGID}",
     )
+
+
+def probe_subids(user: str, uid: int) -> Check:
+    uids = userns.subordinate_ranges(SUBUID, user, uid)
+    gids = userns.subordinate_ranges(SUBGID, user, uid)
+    return check_subids(user, uids, gids, userns.free_range(SUBID_WANTED))
 
 
 def check_id_helper(name: str, path: str | None, mode: int, owner: int, caps: bool) -> Check:
@@ -156,6 +148,11 @@ def probe_id_helper(name: str) -> Check:
 
 
 def check_linger(user: str, lingering: bool) -> Check:
+    """Whether logind starts the user's manager at boot and keeps it after logout.
+
+    `lingering` is whether logind's flag file exists (loginctl(1) enable-linger writes it);
+    logind's own User.Linger property is not asked, since the file is what logind reads.
+    """
     if lingering:
         return Check("linger", Level.OK, f"{user}'s manager runs without a login, from boot")
     return Check(
@@ -442,13 +439,18 @@ def _read(path: Path) -> str | None:
 
 
 def run_checks() -> list[Check]:
-    """Every check, in the order a set-up is best mended: ids, manager, helpers, kernel."""
+    """Every check, in the order a set-up is best mended: ids, manager, helpers, kernel.
+
+    As root only the machine's checks run: root mode maps each container's ids itself,
+    without the helpers or subordinate ids of a user, and uses the system manager, which
+    needs no linger and no delegation.
+    """
     uid = os.getuid()
     rootless = os.geteuid() != 0
     user = pwd.getpwuid(uid).pw_name
     checks: list[Check] = []
     if rootless:
-        checks.append(check_subids(user, uid, _read(SUBUID), _read(SUBGID)))
+        checks.append(probe_subids(user, uid))
         checks += [probe_id_helper("newuidmap"), probe_id_helper("newgidmap")]
         checks.append(check_linger(user, (LINGER_DIR / user).exists()))
     manager_check, manager_group = probe_manager()

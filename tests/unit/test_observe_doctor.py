@@ -26,48 +26,35 @@ from sdpod.doctor import (
     check_tini,
     check_tun,
     check_userns,
-    free_subid_start,
     pasta_build,
-    subid_entries,
 )
 
-SUBIDS = "alice:100000:65536\n# a comment\nbob:165536:65536\n1003:231072:1000\nbroken line\n"
-
-
-def test_subid_files_are_parsed_and_a_free_range_follows_all_of_them() -> None:
-    assert subid_entries(SUBIDS) == [
-        ("alice", 100000, 65536),
-        ("bob", 165536, 65536),
-        ("1003", 231072, 1000),
-    ]
-    assert subid_entries(None) == []
-    assert free_subid_start(SUBIDS, "carol:400000:10\n") == 400010
-    assert free_subid_start(None, "") == 100000
+FREE = (231072, 296607)
 
 
 def test_user_with_full_ranges_is_ok() -> None:
-    check = check_subids("alice", 1001, SUBIDS, SUBIDS)
+    check = check_subids("alice", [(100000, 65536)], [(100000, 65536)], FREE)
     assert check.level is Level.OK
     assert "65536 uids" in check.message and "65536 gids" in check.message
 
 
-def test_ranges_are_found_by_uid_as_well_as_by_name() -> None:
-    check = check_subids("dave", 1003, SUBIDS, SUBIDS)
-    assert check.level is Level.WARNING  # 1000 ids: too few for nobody's 65534
-    assert "1000 in /etc/subuid" in check.message
+def test_ranges_are_added_up_and_too_few_ids_are_a_warning() -> None:
+    check = check_subids("dave", [(231072, 1000), (300000, 24)], [(231072, 65536)], FREE)
+    assert check.level is Level.WARNING  # 1024 ids: too few for nobody's 65534
+    assert "1024 in /etc/subuid" in check.message and "subgid" not in check.message
 
 
-def test_user_without_ranges_is_a_problem_with_a_free_range_to_add() -> None:
-    check = check_subids("erin", 1004, SUBIDS, None)
+def test_user_without_ranges_is_a_problem_with_the_free_range_to_add() -> None:
+    check = check_subids("erin", [], [], FREE)
     assert check.level is Level.PROBLEM
     assert "/etc/subuid and /etc/subgid" in check.message
     assert check.fix == (
-        "sudo usermod --add-subuids 232072-297607 --add-subgids 232072-297607 erin"
+        "sudo usermod --add-subuids 231072-296607 --add-subgids 231072-296607 erin"
     )
 
 
 def test_a_range_in_one_file_only_names_the_other() -> None:
-    check = check_subids("alice", 1001, SUBIDS, "bob:165536:65536\n")
+    check = check_subids("alice", [(100000, 65536)], [], FREE)
     assert check.level is Level.PROBLEM
     assert "/etc/subgid" in check.message and "/etc/subuid" not in check.message
 
