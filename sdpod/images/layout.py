@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from sdpod.errors import ImageError
 from sdpod.images import mediatypes as mt
@@ -54,6 +54,12 @@ class Descriptor:
         pairs = tuple(sorted((str(k), str(v)) for k, v in annotations.items()))
         platform = Platform.from_json(value.get("platform"))
         return cls(media_type, Digest.parse(value.get("digest")), size, platform, pairs)
+
+
+class JsonBlobs(Protocol):
+    """Where a resolver reads manifests, indexes and configs: a layout, a registry, a store."""
+
+    def read_json_blob(self, descriptor: Descriptor, what: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -164,15 +170,23 @@ class ImageLayout:
 
     def resolve(self, tag: str, host: HostPlatform | None = None) -> ResolvedImage:
         """Follow `tag` to the image for this machine, verifying each JSON blob on the way."""
-        return _Resolver(self, f"oci:{self.path}:{tag}", host or host_platform()).run(
-            self.find(tag)
-        )
+        return resolve(self, f"oci:{self.path}:{tag}", self.find(tag), host)
+
+
+def resolve(
+    source: JsonBlobs, name: str, descriptor: Descriptor, host: HostPlatform | None = None
+) -> ResolvedImage:
+    """Follow `descriptor` through indexes to the image for `host` (default: this machine).
+
+    `name` names the image in errors; every JSON blob is read through `source`, verified.
+    """
+    return _Resolver(source, name, host or host_platform()).run(descriptor)
 
 
 class _Resolver:
     """Walks from a tagged descriptor through nested indexes to one image manifest."""
 
-    def __init__(self, layout: ImageLayout, name: str, host: HostPlatform) -> None:
+    def __init__(self, layout: JsonBlobs, name: str, host: HostPlatform) -> None:
         self.layout = layout
         self.name = name
         self.host = host
@@ -267,11 +281,6 @@ class _Resolver:
     def check_layer_type(self, layer: Descriptor) -> None:
         if layer.media_type in mt.LAYER_TYPES:
             return
-        if layer.media_type in mt.ZSTD_LAYER_TYPES:
-            raise self.fail(
-                f"layer {layer.digest} is zstd-compressed, which sdpod cannot unpack yet",
-                hint="copy the image with `skopeo copy --dest-compress-format gzip`",
-            )
         raise self.fail(
             f"layer {layer.digest} has media type {layer.media_type!r}, which is no "
             "filesystem layer: this is not a container image"

@@ -53,11 +53,30 @@ LAYER_TYPES = frozenset(
         DOCKER_LAYER,
         DOCKER_LAYER_GZIP,
         DOCKER_FOREIGN_LAYER_GZIP,
+        OCI_LAYER_ZSTD,
+        OCI_FOREIGN_LAYER_ZSTD,
     }
 )
 
-# Python 3.11 has no zstd decoder; these layers are refused by name until we carry one.
-ZSTD_LAYER_TYPES = frozenset({OCI_LAYER_ZSTD, OCI_FOREIGN_LAYER_ZSTD})
+# What each Docker type is called in an OCI manifest, for writing Docker images into OCI
+# layouts (skopeo reads no Docker manifest from an `oci:` layout).
+OCI_EQUIVALENTS = {
+    DOCKER_MANIFEST: OCI_MANIFEST,
+    DOCKER_LIST: OCI_INDEX,
+    DOCKER_CONFIG: OCI_CONFIG,
+    DOCKER_LAYER: OCI_LAYER,
+    DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,
+    DOCKER_FOREIGN_LAYER_GZIP: OCI_FOREIGN_LAYER_GZIP,
+}
+
+# Manifests of the retired Docker schema 1, which carry no config: refused by name.
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+
+# What a registry is asked for: every kind of manifest and index we can read.
+MANIFEST_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST)
 
 
 def kind_of(media_type: str) -> Kind | None:

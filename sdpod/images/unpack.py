@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -100,12 +101,18 @@ def _open_layer(path: Path) -> tuple[BinaryIO, Readable]:
     if magic.startswith(_GZIP_MAGIC):
         return raw, gzip.GzipFile(fileobj=raw, mode="rb")
     if magic == _ZSTD_MAGIC:
-        raw.close()
-        raise ImageError(
-            f"failed to unpack layer {path.name}: it is zstd-compressed, which sdpod cannot "
-            "unpack yet"
-        )
+        # Imported here: only zstd layers pay for loading the decoder.
+        import zstandard
+
+        return raw, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
     return raw, raw
+
+
+def _read_errors() -> tuple[type[Exception], ...]:
+    """What reading a damaged layer raises; zstd's error only once its decoder was loaded."""
+    errors: tuple[type[Exception], ...] = (tarfile.TarError, EOFError, zlib.error, OSError)
+    zstandard = sys.modules.get("zstandard")
+    return (*errors, zstandard.ZstdError) if zstandard is not None else errors
 
 
 class _Layer:
@@ -130,7 +137,7 @@ class _Layer:
                     for member in tar:
                         _Entry(self, tar, member).apply()
                 reader.drain()
-            except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            except _read_errors() as exc:
                 raise ImageError(f"failed to read layer {self.layer.digest}: {exc}") from None
         self.check_diff_id(reader)
         self.finish_dirs()
