@@ -90,8 +90,11 @@ def hash_stream(source: Readable, sink: Writable | None = None) -> tuple[Digest,
     return reader.digest, reader.size
 
 
-def check(what: str, path: Path, expected: Digest, size: int, found: tuple[Digest, int]) -> None:
-    """Raise unless `found` (digest, size) is what the descriptor promised."""
+def check(
+    what: str, path: Path | str, expected: Digest, size: int, found: tuple[Digest, int]
+) -> None:
+    """Raise unless `found` (digest, size) is what the descriptor promised; `path` names
+    where it was read (a file, or a registry's `host/repository@digest`)."""
     digest, found_size = found
     if found_size != size:
         raise ImageError(

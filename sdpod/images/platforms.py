@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from sdpod.errors import ImageError
+
 # uname machine -> (architecture, variants this machine runs, best first). "" stands for
 # an entry that names no variant, which for these architectures means the baseline.
 _MACHINES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -72,3 +74,24 @@ def host_platform() -> HostPlatform:
 def _text(value: dict[str, Any], key: str) -> str:
     item = value.get(key, "")
     return item if isinstance(item, str) else ""
+
+
+def parse_platform(text: str) -> HostPlatform:
+    """The platform `--platform os/arch[/variant]` asks for, ranked like this machine's.
+
+    Without a variant, the architecture's variants are accepted in the order a machine
+    of that architecture prefers them.
+    """
+    parts = text.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ImageError(
+            f"failed to parse platform {text!r}: expected OS/ARCHITECTURE[/VARIANT], "
+            "for example linux/arm64 or linux/arm/v7"
+        )
+    if parts[0] != "linux":
+        raise ImageError(f"failed to parse platform {text!r}: sdpod runs only linux images")
+    architecture = parts[1]
+    if len(parts) == 3:
+        return HostPlatform(architecture, (parts[2],))
+    known = [variants for arch, variants in _MACHINES.values() if arch == architecture]
+    return HostPlatform(architecture, known[0] if known else ("",))
