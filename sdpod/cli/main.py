@@ -15,6 +15,7 @@ import click
 from sdpod.cli.disable import disable as disable_command
 from sdpod.cli.doctor import doctor as doctor_command
 from sdpod.cli.enable import enable as enable_command
+from sdpod.cli.image import image as image_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
 from sdpod.cli.status import status as status_command
@@ -64,6 +65,7 @@ cli.add_command(logs_command)
 cli.add_command(doctor_command)
 cli.add_command(enable_command)
 cli.add_command(disable_command)
+cli.add_command(image_command)
 
 
 def _report(error: SdpodError) -> None:
