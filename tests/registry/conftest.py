@@ -1,0 +1,307 @@
+"""Real registries on loopback for the pull tests: Debian's `docker-registry` (distribution 2.8).
+
+One session starts three instances over one storage directory, each on 127.0.0.1 with a
+free port and a configuration written here: `open` (no authentication; skopeo pushes the
+test images to it), `basic` (htpasswd, bcrypt) and `token` (the Bearer flow: the registry
+checks RS256 tokens against a certificate made here, and a token service this process
+serves on loopback signs them with `openssl` only for the right user and password).
+Every instance is a process this session started, and is stopped by its id.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from support.mkimage import (
+    BUSYBOX_CONFIG,
+    Dir,
+    Entry,
+    File,
+    Layout,
+    busybox_entries,
+)
+
+REGISTRY = shutil.which("docker-registry")
+USER, PASSWORD = "sdpod", "s3cret-pass"
+SERVICE, ISSUER = "sdpod-test", "sdpod-test-issuer"
+START_TIMEOUT = 20.0
+BIG_LAYERS = 6
+BIG_LAYER_BYTES = 3 << 20
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "registry: pulls from real registries on loopback (docker-registry, skopeo)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(
+    probe: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Instance:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_registry(directory: Path, name: str, storage: Path, auth: str = "") -> Instance:
+    port = free_port()
+    config = directory / f"{name}.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {storage}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n" + auth
+    )
+    assert REGISTRY is not None
+    log = (directory / f"{name}.log").open("wb")
+    process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=log, stderr=log)
+    instance = Instance(name, port, process)
+    wait_until(lambda: answers(port) or process.poll() is not None, START_TIMEOUT, name)
+    if process.poll() is not None:
+        raise AssertionError(f"registry {name} exited: {(directory / f'{name}.log').read_text()}")
+    return instance
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenService:
+    """Signs registry tokens (the distribution token spec) for USER:PASSWORD only."""
+
+    def __init__(self, directory: Path) -> None:
+        self.key = directory / "token.key"
+        self.cert = directory / "token.crt"
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                str(self.key),
+                "-out",
+                str(self.cert),
+                "-subj",
+                "/CN=sdpod-test-token",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        der = subprocess.run(
+            ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.issued: list[str] = []
+        self.refused = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/token"
+
+    def token(self, scope: str) -> str:
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        now = int(time.time())
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":", 2)
+            access.append({"type": "repository", "name": name, "actions": actions.split(",")})
+        claims = {
+            "iss": ISSUER,
+            "sub": USER,
+            "aud": SERVICE,
+            "exp": now + 300,
+            "nbf": now - 60,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        signing_input = (
+            f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        )
+        signature = subprocess.run(
+            ["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+            input=signing_input.encode(),
+            check=True,
+            capture_output=True,
+        ).stdout
+        return f"{signing_input}.{b64url(signature)}"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                if self.headers.get("Authorization") != expected:
+                    service.refused += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                scope = query.get("scope", "")
+                service.issued.append(scope)
+                body = json.dumps({"token": service.token(scope)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+@dataclass
+class Registries:
+    open: Instance
+    basic: Instance
+    token: Instance
+    tokens: TokenService
+    images: dict[str, Path]
+
+
+def skopeo_push(source: str, dest: str, *extra: str) -> None:
+    argv = ["skopeo", "copy", "--dest-tls-verify=false", *extra, source, f"docker://{dest}"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr}"
+
+
+def marker_layer(text: str) -> list[Entry]:
+    return [Dir("etc"), File("etc/which", text.encode())]
+
+
+def build_images(directory: Path) -> dict[str, Path]:
+    """OCI layouts to push: busybox, a two-platform index, a zstd one, a big one."""
+    layouts = {}
+    bb = Layout(directory / "busybox")
+    # A file of another owner than root shows where rootless pulls map owners.
+    owned = File("www/owned", b"www's", mode=0o640, uid=33, gid=33)
+    bb.tag(bb.add_image([[*busybox_entries(), owned]], dict(BUSYBOX_CONFIG)), "1")
+    bb.save()
+    layouts["busybox"] = bb.dest
+
+    multi = Layout(directory / "multi")
+    entries = []
+    for arch in ("amd64", "arm64"):
+        platform = {"os": "linux", "architecture": arch}
+        manifest = multi.add_image([marker_layer(arch)], {"Cmd": ["true"]}, platform)
+        entries.append(
+            type(manifest)(manifest.media_type, manifest.digest, manifest.size, platform)
+        )
+    multi.tag(multi.add_index(entries), "1")
+    multi.save()
+    layouts["multi"] = multi.dest
+
+    zstd = Layout(directory / "zstd")
+    zstd.tag(zstd.add_image([marker_layer("zstd")], {"Cmd": ["true"]}), "1")
+    zstd.save()
+    layouts["zstd"] = zstd.dest
+
+    big = Layout(directory / "big")
+    layers: list[Sequence[Entry]] = [
+        [File(f"blob{i}", os.urandom(BIG_LAYER_BYTES))] for i in range(BIG_LAYERS)
+    ]
+    big.tag(big.add_image(layers, {"Cmd": ["true"]}, compress=False), "1")
+    big.save()
+    layouts["big"] = big.dest
+    return layouts
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]:
+    for tool in ("docker-registry", "skopeo", "htpasswd", "openssl"):
+        if shutil.which(tool) is None:
+            message = f"{tool} is not installed (scripts/install --test installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+    directory = tmp_path_factory.mktemp("registries")
+    storage = directory / "storage"
+    htpasswd = directory / "htpasswd"
+    subprocess.run(
+        ["htpasswd", "-Bbc", str(htpasswd), USER, PASSWORD], check=True, capture_output=True
+    )
+    tokens = TokenService(directory)
+    tokens.thread.start()
+    started: list[Instance] = []
+    try:
+        started.append(start_registry(directory, "open", storage))
+        basic_auth = f"auth:\n  htpasswd:\n    realm: sdpod-test\n    path: {htpasswd}\n"
+        started.append(start_registry(directory, "basic", storage, basic_auth))
+        token_auth = (
+            f"auth:\n  token:\n    realm: {tokens.realm}\n    service: {SERVICE}\n"
+            f"    issuer: {ISSUER}\n    rootcertbundle: {tokens.cert}\n"
+        )
+        started.append(start_registry(directory, "token", storage, token_auth))
+        images = build_images(directory / "layouts")
+        host = started[0].host
+        skopeo_push(f"oci:{images['busybox']}:1", f"{host}/test/busybox:1")
+        skopeo_push(f"oci:{images['busybox']}:1", f"{host}/test/v2s2:1", "--format", "v2s2")
+        skopeo_push(f"oci:{images['multi']}:1", f"{host}/test/multi:1", "--all")
+        skopeo_push(
+            f"oci:{images['zstd']}:1", f"{host}/test/zstd:1", "--dest-compress-format", "zstd"
+        )
+        skopeo_push(f"oci:{images['big']}:1", f"{host}/test/big:1")
+        yield Registries(started[0], started[1], started[2], tokens, images)
+    finally:
+        for instance in started:
+            instance.process.terminate()
+            try:
+                instance.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                instance.process.kill()
+                instance.process.wait()
+        tokens.server.shutdown()
