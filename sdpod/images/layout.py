@@ -292,9 +292,15 @@ class _Resolver:
             return
         platform = Platform(config.os, config.architecture, config.variant)
         if self.host.rank(platform) is None:
+            wanted = (
+                f"this machine runs {self.host}"
+                if self.host == host_platform()
+                else f"{self.host} was asked for"
+            )
             raise self.fail(
-                f"the image is built for {platform}, and this machine runs {self.host}",
-                hint="pick an image (or a tag of a multi-platform image) built for this machine",
+                f"the image is built for {platform}, and {wanted}",
+                hint="pick an image (or a tag of a multi-platform image) built for this "
+                "machine, or name its platform with --platform",
             )
 
 

@@ -83,7 +83,9 @@ class Instance:
         return f"127.0.0.1:{self.port}"
 
 
-def start_registry(directory: Path, name: str, storage: Path, auth: str = "") -> Instance:
+def start_registry(
+    directory: Path, name: str, storage: Path, auth: str = "", tls: str = ""
+) -> Instance:
     port = free_port()
     config = directory / f"{name}.yml"
     config.write_text(
@@ -92,7 +94,7 @@ def start_registry(directory: Path, name: str, storage: Path, auth: str = "") ->
         "storage:\n"
         f"  filesystem:\n    rootdirectory: {storage}\n"
         "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n" + auth
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n{tls}" + auth
     )
     assert REGISTRY is not None
     log = (directory / f"{name}.log").open("wb")
@@ -209,8 +211,68 @@ class Registries:
     open: Instance
     basic: Instance
     token: Instance
+    tls: Instance
     tokens: TokenService
     images: dict[str, Path]
+    ca: Path
+
+
+def make_certificates(directory: Path) -> tuple[Path, str]:
+    """A CA and a certificate it signs for 127.0.0.1; the CA's path and the TLS config."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=sdpod-test-ca",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "san.ext",
+    )
+    tls = (
+        f"  tls:\n    certificate: {directory / 'server.crt'}\n"
+        f"    key: {directory / 'server.key'}\n"
+    )
+    return directory / "ca.crt", tls
 
 
 def skopeo_push(source: str, dest: str, *extra: str) -> None:
@@ -286,6 +348,8 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
             f"    issuer: {ISSUER}\n    rootcertbundle: {tokens.cert}\n"
         )
         started.append(start_registry(directory, "token", storage, token_auth))
+        ca, tls = make_certificates(directory)
+        started.append(start_registry(directory, "tls", storage, tls=tls))
         images = build_images(directory / "layouts")
         host = started[0].host
         skopeo_push(f"oci:{images['busybox']}:1", f"{host}/test/busybox:1")
@@ -295,7 +359,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
             f"oci:{images['zstd']}:1", f"{host}/test/zstd:1", "--dest-compress-format", "zstd"
         )
         skopeo_push(f"oci:{images['big']}:1", f"{host}/test/big:1")
-        yield Registries(started[0], started[1], started[2], tokens, images)
+        yield Registries(*started, tokens=tokens, images=images, ca=ca)
     finally:
         for instance in started:
             instance.process.terminate()

@@ -405,3 +405,38 @@ def test_ensure_pulls_only_as_its_policy_says(
     with pytest.raises(ImageError, match=f"failed to reach registry {dead.split('/')[0]}"):
         store.ensure(dead, PullPolicy.ALWAYS, options=options)
     assert store.ensure(reference, PullPolicy.ALWAYS, options=options) == pulled
+
+
+def test_https_is_verified_against_certs_d(registries: Registries, client: Client) -> None:
+    reference = f"{registries.tls.host}/test/busybox:1"
+    certs = client.directory / "config/containers/certs.d" / registries.tls.host
+
+    untrusted = client.run("pull", reference)
+    assert untrusted.returncode == 1
+    assert "its certificate is not trusted" in untrusted.stderr
+    assert f"hint: put its authority's certificate in {certs}/ca.crt" in untrusted.stderr
+
+    certs.mkdir(parents=True)
+    shutil.copyfile(registries.ca, certs / "ca.crt")
+
+    image_id = client.ok("pull", reference).strip()
+    assert client.store().get(image_id) is not None
+
+
+def test_import_and_save_through_the_cli(registries: Registries, client: Client) -> None:
+    layout = registries.images["multi"]
+    image_id = client.ok("import", "--platform", "linux/arm64", f"{layout}:1").strip()
+    stored = client.store().get(image_id)
+    assert stored is not None and (stored.rootfs / "etc/which").read_text() == "arm64"
+    archive = client.directory / "multi.tar"
+
+    client.ok("save", "--format", "oci-archive", "--tag", "arm", image_id, str(archive))
+    again = Client(client.directory / "again")
+    imported = again.ok(
+        "import", "--platform", "linux/arm64", "--name", "example.org/multi:arm", f"{archive}:arm"
+    )
+    assert imported.strip() == image_id
+    assert again.store().names() == {"example.org/multi:arm": image_id}
+    unpacked = client.directory / "unpacked"
+    client.ok("unpack", image_id, str(unpacked))
+    assert tree(unpacked / "rootfs") == tree(stored.rootfs)
