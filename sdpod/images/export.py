@@ -75,7 +75,11 @@ def save_archive(store: ImageStore, image_id: str, dest: Path, tag: str) -> None
 
 
 def unpack_to(store: ImageStore, image_id: str, dest: Path, unpack: Unpack | None) -> Path:
-    """Write the image's root filesystem to `dest/rootfs`, as `umoci unpack` lays it out."""
+    """Write the image's root filesystem to `dest/rootfs`, as `umoci unpack` lays it out.
+
+    Only the root filesystem is written: umoci also writes a runtime config.json and an
+    mtree manifest beside it, which nothing here reads.
+    """
     if dest.exists() and any(dest.iterdir()):
         raise ImageError(
             f"failed to unpack image {image_id} into {dest}: the directory is not empty"

@@ -6,6 +6,10 @@ each into a temporary file that only gets its digest as name once verified
 (`sdpod.images.blobs`); then the threads are gone and the layers are applied, which
 may fork into a user namespace. A pull that is killed leaves at most temporary files,
 which the next pull removes, and blobs that are complete and verified.
+
+A blob cut off midway is fetched again from its first byte: resuming it with a Range
+request would save that, and is not done. When one layer fails, the layers already
+being fetched finish (or fail) before the error is reported.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ over HTTPS without verification, then over plain HTTP, as podman and skopeo do.
 
 Each request opens its own connection: layers are fetched by several threads at once,
 and http.client's connections are not shared between threads.
+
+HTTP proxies (`https_proxy`) and client certificates from certs.d (`*.cert`, `*.key`)
+are not used yet; a registry reached only through a proxy, or one that asks for a
+client certificate, cannot be pulled from until they are.
 """
 
 from __future__ import annotations
