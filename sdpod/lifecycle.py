@@ -23,6 +23,8 @@ from sdpod import paths
 from sdpod.config.load import load_project
 from sdpod.config.model import Container, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
+from sdpod.health import readiness
+from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
@@ -104,6 +106,7 @@ def _remove_runtime_files(name: str) -> None:
     socket = paths.network_socket(name)
     socket.unlink(missing_ok=True)
     socket.with_suffix(".log").unlink(missing_ok=True)
+    checks.remove_files(name)
 
 
 @dataclass
@@ -134,7 +137,7 @@ def up(file: Path, say: Say, debug: bool = False) -> None:
     """Start every container of `file` that is not running as the file says."""
     project = load_project(file)
     with session(project, debug) as context:
-        for container in project.containers:
+        for container in readiness.start_order(project):
             _up_one(container, context, say)
 
 
@@ -238,7 +241,7 @@ def _start(want: Desired, context: _Context) -> None:
     systemd refuses a transient unit of a name that has one."""
     unit, manager = want.container.unit_name, context.manager
     if not enabled_after_stop(manager, want.container):
-        manager.start_transient(unit, want.properties)
+        checks.start(manager, want.container, want.properties, want.layout.bundle)
         return
     if unitfile.write_units(unit_files(want)):
         manager.reload()
@@ -302,8 +305,9 @@ def down(file: Path, say: Say) -> None:
     project = load_project(file)
     rootless = _own_mapping()
     with Manager.connect() as manager:
-        for container in project.containers:
+        for container in readiness.stop_order(project):
             manager.stop(container.unit_name)
+            checks.stop_checks(manager, container)
             if enabled_after_stop(manager, container):
                 _remove_runtime_files(container.name)
                 say(_still_enabled(container.name, file))

@@ -33,3 +33,13 @@ def runtime_dir() -> Path:
 def network_socket(name: str) -> Path:
     """The API socket of a container's network helper; its log sits beside it."""
     return runtime_dir() / f"{name}.slirp4netns"
+
+
+def pid_file(name: str) -> Path:
+    """The host PID of a container's init, written by the launcher at each start."""
+    return runtime_dir() / f"{name}.pid"
+
+
+def health_file(name: str) -> Path:
+    """A container's last health check, as JSON (`sdpod.health.state`)."""
+    return runtime_dir() / f"{name}.health"

@@ -15,6 +15,7 @@ import click
 from sdpod.cli.disable import disable as disable_command
 from sdpod.cli.doctor import doctor as doctor_command
 from sdpod.cli.enable import enable as enable_command
+from sdpod.cli.exec import exec_command
 from sdpod.cli.image import image as image_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
@@ -65,6 +66,7 @@ cli.add_command(logs_command)
 cli.add_command(doctor_command)
 cli.add_command(enable_command)
 cli.add_command(disable_command)
+cli.add_command(exec_command)
 cli.add_command(image_command)
 
 

@@ -120,18 +120,39 @@ def _pivot_into(rootfs: str) -> None:
 
 
 def _exec_process(process: dict[str, Any], errors_fd: int) -> NoReturn:
-    env = dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
+    env = process_environment(process)
     args = process["args"]
-    _check_command(_payload(args), env.get("PATH", ""))
+    check_command(_payload(args), env.get("PATH", ""))
+    apply_process(process)
+    close_fds_but(errors_fd)
+    exec_command(args, env)
 
+
+def process_environment(process: dict[str, Any]) -> dict[str, str]:
+    """The spec's `process.env` as a mapping."""
+    return dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
+
+
+def apply_process(process: dict[str, Any]) -> None:
+    """Give the calling process the spec's capabilities, user, groups and directory.
+
+    The bounding set is limited while still root, before the user switch would take the
+    capability to change it (capabilities(7)).
+    """
     capabilities.limit_bounding_set(process.get("capabilities", {}).get("bounding", []))
     _switch_user(process.get("user", {}))
     if process.get("noNewPrivileges"):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-
     os.chdir(process.get("cwd", "/"))
-    os.closerange(3, errors_fd)
-    os.closerange(errors_fd + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def close_fds_but(keep: int) -> None:
+    """Close every descriptor above standard error except `keep`, before exec."""
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def exec_command(args: list[str], env: dict[str, str]) -> NoReturn:
     try:
         os.execvpe(args[0], args, env)
     except OSError as error:
@@ -145,8 +166,8 @@ def _payload(args: list[str]) -> str:
     return args[0]
 
 
-def _check_command(command: str, search_path: str) -> None:
-    """Fail here, where the launcher can report it, if the command cannot be found.
+def check_command(command: str, search_path: str) -> None:
+    """Fail here, where the caller can report it, if the command cannot be found.
 
     Behind an init, a missing command would only be noticed by the init after the
     unit has been declared started.

@@ -22,7 +22,8 @@ from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.idmap import idmapped_tree
 from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
-from sdpod.runtime import cgroup, notify
+from sdpod.runtime import cgroup, notify, readiness
+from sdpod.runtime.bundle import write_atomically
 from sdpod.runtime.container import Channels, run_child
 from sdpod.runtime.spec import (
     ANNOTATION_NAME,
@@ -85,6 +86,7 @@ class _Pipes:
 def launch(bundle: Path) -> int:
     """Start the container of `bundle`; return the PID of its init once it runs."""
     spec = load_spec(bundle)
+    readiness.give_notify_socket(spec, dict(os.environ))
     rootfs = str(bundle / spec["root"]["path"])
     leaves = cgroup.find_unit_cgroup()
     if leaves:
@@ -185,6 +187,17 @@ def _kill(pid: int) -> None:
 def main(bundle: Path) -> int:
     """Launch, tell systemd who the main process is, and return the exit status."""
     init = launch(bundle)
-    name = load_spec(bundle).get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
-    notify.notify(f"MAINPID={init}\nREADY=1\nSTATUS=container {name} is running")
+    spec = load_spec(bundle)
+    name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
+    _record_start(name, init)
+    notify.notify(readiness.ready_message(spec, init, name))
     return 0
+
+
+def _record_start(name: str, init: int) -> None:
+    """Write the init's PID for `sdpod exec` and the health checks, and forget the last
+    start's health: this start is checked afresh."""
+    pid_file = paths.pid_file(name)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(pid_file, f"{init}\n")
+    paths.health_file(name).unlink(missing_ok=True)

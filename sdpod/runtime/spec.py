@@ -2,7 +2,8 @@
 
 The result follows the OCI runtime spec 1.1 (config.md, config-linux.md). What the spec
 has no field for, sdpod carries in annotations under `io.sdpod.`: the overlay that makes
-the root filesystem, and the network the launcher sets up.
+the root filesystem, the network the launcher sets up, and when the container counts as
+ready and how its health is checked (`sdpod.health.annotate`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 from sdpod.config.model import Container, PortMapping
 from sdpod.errors import RuntimeSetupError
+from sdpod.health.annotate import annotate
 from sdpod.kernel import capabilities
 from sdpod.kernel.userns import IdMapping, IdRange
 
@@ -279,5 +281,6 @@ def build_spec(
             ANNOTATION_OVERLAY: json.dumps(overlay),
             ANNOTATION_NETWORK: "slirp4netns",
             ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
+            **annotate(container),
         },
     }

@@ -88,8 +88,17 @@ class Manager:
         reply = self._connection.send_and_get_reply(message, timeout=JOB_TIMEOUT_SECONDS)
         return unwrap_msg(reply)
 
-    def start_transient(self, name: str, properties: Sequence[Property]) -> None:
-        """Create and start the service `name`; return when its start job is done."""
+    def start_transient(
+        self,
+        name: str,
+        properties: Sequence[Property],
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> None:
+        """Create and start the service `name`; return when its start job is done.
+
+        `aux` units (name, properties) are created with it but not started: the service
+        pulls them in through its own dependencies, as a health check's timer.
+        """
         self.reset_failed(name)
         self._run_job(
             name,
@@ -99,7 +108,7 @@ class Manager:
             name,
             "fail",
             list(properties),
-            [],
+            [(aux_name, list(aux_properties)) for aux_name, aux_properties in aux],
         )
 
     def stop(self, name: str) -> None:
@@ -263,3 +272,31 @@ class Manager:
         except DBusErrorResponse as error:
             detail = " ".join(map(str, error.data))
             raise SystemdError(f"failed to {what}: {error.name}: {detail}") from None
+
+    # -- jobs and processes for health checks and `sdpod exec` ---------------------------
+
+    def enqueue(self, method: str, name: str) -> None:
+        """Queue a job (`RestartUnit`, `StopUnit`...) for `name` without waiting for it.
+
+        For a caller that the job would end or block: a health check restarting the
+        container it checks.
+        """
+        try:
+            self._call(SYSTEMD, method, "ss", name, "replace")
+        except DBusErrorResponse as error:
+            raise SystemdError(f"failed to queue {method} of {name}: {error}") from None
+
+    def attach_processes(self, name: str, subcgroup: str, pids: Sequence[int]) -> None:
+        """Move `pids` into the cgroup `subcgroup` below the delegated unit `name`.
+
+        The manager can move a process that its owner cannot: one outside the user's
+        delegated tree, for which it asks the system manager (org.freedesktop.systemd1(5),
+        AttachProcessesToUnit).
+        """
+        try:
+            self._call(SYSTEMD, "AttachProcessesToUnit", "ssau", name, subcgroup, list(pids))
+        except DBusErrorResponse as error:
+            raise SystemdError(
+                f"failed to move process {', '.join(map(str, pids))} into {name}: "
+                f"{error.name}: {' '.join(map(str, error.data))}"
+            ) from None

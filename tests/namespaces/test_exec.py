@@ -1,0 +1,226 @@
+"""`sdpod.runtime.exec`: a command run inside a container that the launcher started by hand.
+
+The launcher runs in a cgroup of the test's own, named like a unit's, so that it makes
+the `supervisor` and `container` leaves as under systemd. Root is needed to write the id
+maps without /etc/subuid and to make that cgroup; slirp4netns and tini as for the
+launcher's own test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.mkimage import build_busybox_image
+
+from sdpod.config.model import Container, LayoutImage
+from sdpod.errors import RuntimeSetupError
+from sdpod.images.store import ImageStore
+from sdpod.kernel.userns import IdMapping, IdRange, run_in_userns
+from sdpod.runtime import bundle, cgroup, exec
+from sdpod.runtime.spec import BundleLayout, build_spec
+
+pytestmark = [
+    pytest.mark.namespaces,
+    pytest.mark.skipif(os.geteuid() != 0, reason="writes id maps and cgroups, which needs root"),
+    pytest.mark.skipif(
+        not (shutil.which("slirp4netns") and shutil.which("tini-static")),
+        reason="needs slirp4netns and tini-static (scripts/install installs both)",
+    ),
+]
+
+MAPPING = IdMapping(
+    uids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
+    gids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
+)
+
+PROBE = """
+echo "hostname=$(hostname)"
+echo "uid=$(id -u)"
+echo "self=$$"
+echo "pid1=$(cat /proc/1/cmdline | tr '\\0' ' ')"
+echo "cgroup=$(grep "^0::" /proc/self/cgroup)"
+echo "root_fs=$(awk '$5 == "/" {print $9}' /proc/self/mountinfo)"
+echo "marker=$(cat /marker 2>&1)"
+echo "cwd=$(pwd)"
+echo "greeting=$GREETING"
+"""
+
+
+@dataclass
+class Launched:
+    init_pid: int
+    spec: dict[str, Any]
+    leaf: Path
+
+
+def _unit_cgroup() -> Path:
+    mount = cgroup.cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    if mount is None:
+        pytest.skip("no cgroup v2 hierarchy is mounted")
+    path = mount / f"sdpod-exec-test-{secrets.token_hex(3)}.service"
+    path.mkdir()
+    return path
+
+
+def _remove_cgroup(path: Path) -> None:
+    """Kill everything in the test's cgroup (cgroup.kill, Linux 5.14) and remove it."""
+    (path / "cgroup.kill").write_text("1")
+    deadline = time.monotonic() + 10
+    while "populated 1" in (path / "cgroup.events").read_text():
+        assert time.monotonic() < deadline, f"processes of {path} did not die"
+        time.sleep(0.05)
+    for leaf in path.iterdir():
+        if leaf.is_dir():
+            leaf.rmdir()
+    path.rmdir()
+
+
+def _launch(tmp_path: Path, unit_cgroup: Path) -> Launched:
+    image_dir = tmp_path / "image"
+    build_busybox_image(image_dir, "latest")
+    store = ImageStore(tmp_path / "store")
+    image = store.import_layout(
+        LayoutImage(image_dir, "latest"), unpack=lambda work: run_in_userns(MAPPING, work)
+    )
+    container = Container(
+        name="probe",
+        image=LayoutImage(image_dir, "latest"),
+        command=("sh", "-c", "echo in-container > /marker; exec sleep 600"),
+        env=(("GREETING", "hello"),),
+    )
+    layout = BundleLayout.under(tmp_path / "bundle", image.rootfs)
+    spec = build_spec(
+        container, image.config, layout, MAPPING, Path(shutil.which("tini-static") or "")
+    )
+    etc = {"hosts": "127.0.0.1 localhost\n", "hostname": "probe\n", "resolv.conf": ""}
+    bundle.prepare(layout, spec, etc, (0, 0))
+
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
+    env.pop("NOTIFY_SOCKET", None)
+    join = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
+    launcher = [sys.executable, "-m", "sdpod.runtime", "launch", str(layout.bundle)]
+    # The container inherits the launcher's output and keeps running: a file, not a pipe,
+    # so that nothing waits for its end.
+    log = tmp_path / "launch.log"
+    with log.open("w") as output:
+        result = subprocess.run(
+            ["/bin/sh", "-c", join, str(unit_cgroup), *launcher],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            timeout=60,
+            env=env,
+        )
+    assert result.returncode == 0, log.read_text()
+    init_pid = int((tmp_path / "run/sdpod/probe.pid").read_text())
+    return Launched(init_pid, spec, unit_cgroup / "container")
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    path = tmp_path_factory.mktemp("exec")
+    unit_cgroup = _unit_cgroup()
+    try:
+        container = _launch(path, unit_cgroup)
+        _wait_for_marker(container)
+        yield container
+    finally:
+        _remove_cgroup(unit_cgroup)
+        run_in_userns(MAPPING, lambda: shutil.rmtree(path))
+
+
+def _wait_for_marker(container: Launched) -> None:
+    deadline = time.monotonic() + 10
+    while run_captured(container, ["cat", "/marker"])[0] != 0:
+        assert time.monotonic() < deadline, "the container's command did not write /marker"
+        time.sleep(0.05)
+
+
+def run_captured(
+    container: Launched, argv: list[str], timeout: float | None = None
+) -> tuple[int, str]:
+    output = os.memfd_create("probe-output")
+    try:
+        stdio = exec.Stdio(None, output, output)
+        status = exec.run(container.init_pid, container.spec, argv, timeout, stdio=stdio)
+        os.lseek(output, 0, os.SEEK_SET)
+        return status, os.read(output, 65536).decode()
+    finally:
+        os.close(output)
+
+
+@pytest.fixture(scope="module")
+def seen(launched: Launched) -> dict[str, str]:
+    status, output = run_captured(launched, ["sh", "-c", PROBE])
+    assert status == 0, output
+    lines = [line.partition("=") for line in output.splitlines() if "=" in line]
+    return {key: value.strip() for key, _, value in lines}
+
+
+def test_the_command_sees_the_containers_names_and_is_root(seen: dict[str, str]) -> None:
+    assert seen["hostname"] == "probe" != os.uname().nodename
+    assert seen["uid"] == "0"
+
+
+def test_the_command_is_in_the_containers_pid_namespace(
+    seen: dict[str, str], launched: Launched
+) -> None:
+    assert seen["pid1"].startswith("/dev/init -- sh -c echo in-container")
+    assert int(seen["self"]) != launched.init_pid
+    assert int(seen["self"]) < 100  # a number of the container's own, young namespace
+
+
+def test_the_command_sees_the_containers_files(seen: dict[str, str]) -> None:
+    assert seen["root_fs"] == "overlay"
+    assert seen["marker"] == "in-container"
+
+
+def test_the_command_runs_in_the_containers_leaf(seen: dict[str, str], launched: Launched) -> None:
+    # At the root of the container's cgroup namespace, which is its leaf.
+    assert seen["cgroup"] == "0::/"
+    assert launched.leaf.name == "container"
+
+
+def test_the_command_gets_the_specs_environment_and_directory(seen: dict[str, str]) -> None:
+    assert seen["greeting"] == "hello"
+    assert seen["cwd"] == "/"
+
+
+def test_exit_status_is_returned(launched: Launched) -> None:
+    assert run_captured(launched, ["sh", "-c", "exit 7"])[0] == 7
+    assert run_captured(launched, ["true"])[0] == 0
+
+
+def test_a_signal_death_is_128_plus_the_signal(launched: Launched) -> None:
+    assert run_captured(launched, ["sh", "-c", "kill -TERM $$"])[0] == 128 + 15
+
+
+def test_a_timeout_kills_the_command_and_its_group(launched: Launched) -> None:
+    before = set((launched.leaf / "cgroup.procs").read_text().split())
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.5 s"):
+        # The shell's child, sleep, is in the command's process group too.
+        run_captured(launched, ["sh", "-c", "sleep 60; echo not reached"], timeout=0.5)
+    after = set((launched.leaf / "cgroup.procs").read_text().split())
+    assert after == before
+
+
+def test_a_missing_command_is_reported(launched: Launched) -> None:
+    with pytest.raises(RuntimeSetupError, match="'no-such-command' not found in the container"):
+        run_captured(launched, ["no-such-command"])
+
+
+def test_a_process_that_is_gone_is_reported() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with pytest.raises(RuntimeSetupError, match="no longer exists"):
+        exec.run(gone.pid, {"process": {}}, ["true"])
