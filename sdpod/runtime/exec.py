@@ -276,7 +276,8 @@ _TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 def _wait(child: int, grandchild: int, timeout: float | None, command: str) -> int:
     if timeout is not None and not _exits_within(child, timeout):
         # The group is the grandchild's own (setpgid in _grandchild): the command and
-        # whatever it started, unless something left the group.
+        # whatever it started. A process that left the group (setsid) survives in the
+        # container; that goes away once each exec gets a cgroup of its own to kill.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(grandchild, signal.SIGKILL)
         os.waitpid(child, 0)
