@@ -34,6 +34,7 @@ from sdpod.runtime.spec import (
     BundleLayout,
     build_spec,
 )
+from sdpod.units import health as health_units
 from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 from sdpod.units.translate import Property, service_properties
@@ -249,13 +250,24 @@ def _start(want: Desired, context: _Context) -> None:
 
 
 def unit_files(want: Desired) -> list[unitfile.UnitSpec]:
-    """An enabled container's units: its service."""
-    return [(want.container.unit_name, "service", want.properties)]
+    """An enabled container's units: its service, and its health check's timer and
+    service, which the service pulls in as it does when `up` creates them transient."""
+    container = want.container
+    slice_name = next((value for key, (_, value) in want.properties if key == "Slice"), None)
+    checker = checks.checker_argv(want.layout.bundle)
+    aux = health_units.health_units(container, checker, slice_name)
+    own = [*want.properties, *health_units.main_unit_properties(container)]
+    return [
+        (container.unit_name, "service", own),
+        *((name, name.rpartition(".")[2], properties) for name, properties in aux),
+    ]
 
 
 def remove_unit_files(container: Container) -> None:
-    """Delete the files `unit_files` writes."""
-    unitfile.remove_unit(container.unit_name)
+    """Delete the files `unit_files` writes, those of the health check as well."""
+    names = (health_units.timer_name(container), health_units.service_name(container))
+    for name in (container.unit_name, *names):
+        unitfile.remove_unit(name)
 
 
 def enabled_after_stop(manager: Manager, container: Container) -> bool:

@@ -17,6 +17,7 @@ from sdpod import lifecycle
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import SystemdError
+from sdpod.health import service as checks
 from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 
@@ -61,6 +62,7 @@ def _enable_one(
         if running:
             say(f"{container.name}: restarting from a unit file, to run at boot as well")
         manager.stop(unit)
+        checks.stop_checks(manager, container)
         for name, _, _ in units:
             manager.wait_unloaded(name)
 

@@ -288,6 +288,36 @@ def test_edited_enabled_container_is_replaced_from_its_rewritten_unit_file(web: 
     assert is_enabled(web) == "enabled"
 
 
+HEALTH = """ready = "healthy"
+
+[container.health]
+command = ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]
+interval = "1s"
+"""
+
+
+@pytest.mark.system
+def test_enabled_health_gated_container_comes_back_with_its_checks(web: Project) -> None:
+    web.rewrite(Path(web.toml).read_text() + HEALTH)
+    succeeds(web.sdpod("enable", web.toml))
+    directory = unit_file(web).parent
+    for name in (f"sdpod-{web.name}-health.timer", f"sdpod-{web.name}-health.service"):
+        assert (directory / name).is_file(), sorted(p.name for p in directory.iterdir())
+
+    # The manager's start of the container waits for its first passing check, which
+    # only the health timer and service from their unit files can bring.
+    restart_user_manager(web.sandbox, web.user)
+    serving(web)
+    timer = f"sdpod-{web.name}-health.timer"
+    state = web.run(["systemctl", "--user", "show", "-p", "ActiveState", "--value", timer])
+    assert state.stdout.strip() == "active", ok(state)
+
+    succeeds(web.down())
+    disabled = succeeds(web.sdpod("disable", web.toml))
+    assert "disabled and removed" in disabled, disabled
+    assert not any(directory.glob(f"sdpod-{web.name}*")), sorted(directory.iterdir())
+
+
 # -- a reboot of the whole host ---------------------------------------------------------
 
 
