@@ -88,6 +88,7 @@ def service_properties(
         # The stop signal goes to the container's init alone; whatever remains after it
         # exits (the network helper) is killed then.
         ("KillMode", ("s", "mixed")),
+        *_stopped_cleanly(container),
         *_table(RESOURCE_PROPERTIES, container.resources),
         *_dependencies(container, project),
         ("SyslogIdentifier", ("s", container.name)),
@@ -115,6 +116,13 @@ def _process(container: Container, project: Project, exec_start: Sequence[str]) 
         # The container manages its own sub-tree: the launcher makes its leaves there.
         ("Delegate", ("b", True)),
     ]
+
+
+def _stopped_cleanly(container: Container) -> list[Property]:
+    # tini exits with 128 + the signal that ended the command, as a shell does: after a
+    # stop that is the stop signal, and a stopped container is not a failed one.
+    signal = container.stop_signal
+    return [("SuccessExitStatus", ("(aiai)", ([128 + signal], [signal])))]
 
 
 def start_timeout(container: Container, project: Project) -> float:

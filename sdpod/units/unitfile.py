@@ -159,6 +159,11 @@ def _cpu_quota(usec_per_second: int) -> str:
     return f"{percent}%"
 
 
+def _exit_statuses(codes: Sequence[int], signals: Sequence[int]) -> str:
+    """The (aiai) of SuccessExitStatus=: exit codes, then signal names (systemd.service(5))."""
+    return " ".join([str(code) for code in codes] + [_signal(number) for number in signals])
+
+
 def _number(value: int) -> str:
     return "infinity" if value == UINT64_MAX else str(int(value))
 
@@ -174,6 +179,7 @@ BY_NAME: dict[str, Writer] = {
     "FinalKillSignal": lambda n, v: [(n, _signal(v))],
     "RestartKillSignal": lambda n, v: [(n, _signal(v))],
     "WatchdogSignal": lambda n, v: [(n, _signal(v))],
+    "SuccessExitStatus": lambda n, v: [(n, _exit_statuses(*v))],
     # Timers: monotonic ones as (base, usec), where the base names the setting.
     "TimersMonotonic": lambda _, v: [(_sec_key(base), _duration(usec)) for base, usec in v],
     "TimersCalendar": lambda _, v: [("OnCalendar", _plain("OnCalendar", spec)) for _, spec in v],

@@ -224,6 +224,25 @@ def test_killed_container_is_restarted(make_project: MakeProject) -> None:
     assert_nothing_left(project)
 
 
+def test_stopping_the_unit_is_not_a_failure(make_project: MakeProject) -> None:
+    # tini exits 143 after passing SIGTERM on; without SuccessExitStatus every stop,
+    # `systemctl --user stop` included, would leave the unit failed.
+    project = make_project(unique("stop"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    assert_running(project)
+
+    stop = project.run(["systemctl", "--user", "stop", project.unit])
+    assert stop.returncode == 0, ok(stop)
+    state = project.show()
+    assert state["ActiveState"] != "failed", state
+    assert state["LoadState"] == "not-found" or state["ActiveState"] == "inactive", state
+
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+
+
 # -- 3. up is idempotent ----------------------------------------------------------------
 
 
