@@ -4,23 +4,24 @@ A container is a bundle in the data directory (`containers/NAME/config.json`); i
 `sdpod-NAME.service` may be loaded or not, since systemd unloads a transient unit once
 it has stopped. Other units that happen to match `sdpod-*.service` (helpers of a
 container, for instance) are not listed. The unit's state comes from the manager over
-D-Bus (`sdpod.units.status`); ports and image come from the bundle's annotations.
+D-Bus (`sdpod.units.status`); ports and image come from the bundle's annotations, health
+from the file its checks write (`sdpod.health.state`).
 """
 
 from __future__ import annotations
 
-import enum
-import json
 import os
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sdpod import paths
 from sdpod.config.model import PortMapping
 from sdpod.errors import SdpodError
+from sdpod.health import state as health_state
+from sdpod.health.annotate import ANNOTATION_HEALTH
+from sdpod.health.state import HealthState
 from sdpod.runtime import bundle
 from sdpod.runtime.launch import ports_of
 from sdpod.runtime.spec import ANNOTATION_IMAGE
@@ -31,30 +32,8 @@ from sdpod.units.status import UnitDetails
 UNIT_PATTERN = "sdpod-*.service"
 LOG_LINES = 10
 JOURNAL_TIMEOUT_SECONDS = 10
-# Health is shown while the unit runs or starts; a stopped container's last verdict is
-# no longer true.
-HEALTH_STATES = ("active", "activating", "reloading", "deactivating")
-
-
-class HealthStatus(enum.Enum):
-    STARTING = "starting"
-    HEALTHY = "healthy"
-    UNHEALTHY = "unhealthy"
-
-
-@dataclass(frozen=True)
-class Health:
-    """The verdict of a container's health checks, as their runner last wrote it.
-
-    The file `$XDG_RUNTIME_DIR/sdpod/NAME.health` holds one JSON object:
-    `{"status": "starting"|"healthy"|"unhealthy", "failing_streak": N,
-    "checked_at": UNIX_TIME, "output": "LAST OUTPUT"}`.
-    """
-
-    status: HealthStatus
-    failing_streak: int
-    checked_at: float
-    output: str
+# The states in which a container with a health check but no verdict yet is starting.
+STARTING_STATES = ("active", "activating", "reloading")
 
 
 @dataclass(frozen=True)
@@ -66,7 +45,7 @@ class ContainerRow:
     loaded: bool
     active_state: str
     sub_state: str
-    health: Health | None
+    health: HealthState | None
     uptime: float | None
     ports: tuple[PortMapping, ...]
     image: str
@@ -89,49 +68,18 @@ def unit_of(name: str) -> str:
     return f"sdpod-{name}.service"
 
 
-def health_file(name: str) -> Path:
-    return paths.runtime_dir() / f"{name}.health"
+def read_health(name: str, checked: bool, state: str) -> HealthState | None:
+    """The last verdict of `name`'s health checks; None where there is none to show.
 
-
-def parse_health(text: str) -> Health | None:
-    """The verdict in `text`, or None where it is not (yet) a whole, well-formed one.
-
-    The runner may be writing the file as it is read: a half-written or odd file means
-    'no verdict', never an error.
+    The runner replaces the file atomically, and the launcher removes it at each start
+    (`sdpod.health.state`): while a container with a check (`checked`) runs, a missing
+    file means "starting". A file that cannot be read or understood shows nothing.
     """
-    try:
-        data = json.loads(text)
-        health = Health(
-            status=HealthStatus(data["status"]),
-            failing_streak=data["failing_streak"],
-            checked_at=data["checked_at"],
-            output=data["output"],
-        )
-    except (ValueError, TypeError, KeyError):
-        return None
-    valid = (
-        _is_int(health.failing_streak)
-        and health.failing_streak >= 0
-        and _is_number(health.checked_at)
-        and isinstance(health.output, str)
-    )
-    return health if valid else None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return _is_int(value) or isinstance(value, float)
-
-
-def read_health(name: str) -> Health | None:
-    try:
-        text = health_file(name).read_text()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return parse_health(text)
+    path = paths.health_file(name)
+    found = health_state.read(path)
+    if found is None and checked and state in STARTING_STATES and not path.exists():
+        return HealthState()
+    return found
 
 
 def container_names() -> list[str]:
@@ -162,7 +110,7 @@ def _row(name: str, unit: unit_status.UnitSummary | None, now: float) -> Contain
         loaded=unit is not None,
         active_state=state,
         sub_state=sub_state,
-        health=read_health(name) if state in HEALTH_STATES else None,
+        health=read_health(name, ANNOTATION_HEALTH in annotations, state),
         uptime=uptime,
         ports=tuple(ports_of({"annotations": annotations})),
         image=annotations.get(ANNOTATION_IMAGE, "?"),

@@ -10,7 +10,8 @@ import click
 from sdpod.cli.ps import duration, port_text, state_text
 
 if TYPE_CHECKING:
-    from sdpod.observe import ContainerStatus, Health
+    from sdpod.health.state import HealthState
+    from sdpod.observe import ContainerStatus
     from sdpod.units.status import UnitDetails
 
 NOT_ACCOUNTED = "not accounted"
@@ -87,9 +88,12 @@ def cpu_time(nanoseconds: int) -> str:
     return duration(seconds)
 
 
-def health_text(health: Health | None, now: float) -> str:
+def health_text(health: HealthState | None, now: float) -> str:
     if health is None:
         return "-"
+    # A verdict that sdpod made up for a container whose first check has not run yet.
+    if not health.checked_at:
+        return f"{health.status.value}, not checked yet"
     ago = duration(max(0.0, now - health.checked_at))
     text = f"{health.status.value}, checked {ago} ago"
     if health.failing_streak:

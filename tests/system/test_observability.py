@@ -8,6 +8,7 @@ at its own row.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 from sandbox import SandboxHost
 
-from system.helpers import Project, fetch, free_port, wait_for
+from system.helpers import Project, container_toml, fetch, free_port, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -88,20 +89,30 @@ class Running:
         self.project.sandbox.run_as_user(write, self.project.user, input=text)
 
 
-@pytest.fixture
-def running(sandbox: SandboxHost, user_dir: Path) -> Iterator[Running]:
+@contextlib.contextmanager
+def started(sandbox: SandboxHost, user_dir: Path, health: str = "") -> Iterator[Running]:
+    """The busybox web server up as the test user, with the `[container.health]` lines
+    `health` if given; brought down again afterwards."""
     name = f"obs-{secrets.token_hex(3)}"
     directory = user_dir / name
     directory.mkdir()
     project = Project.create(sandbox, sandbox.user, directory, name, free_port())
-    started = time.time()
+    if health:
+        project.rewrite(container_toml(name, project.port) + f"\n[container.health]\n{health}")
+    began = time.time()
     up = project.up()
     assert up.returncode == 0, ok(up)
     try:
-        yield Running(project, started)
+        yield Running(project, began)
     finally:
         down = project.down()
         assert down.returncode == 0, ok(down)
+
+
+@pytest.fixture
+def running(sandbox: SandboxHost, user_dir: Path) -> Iterator[Running]:
+    with started(sandbox, user_dir) as container:
+        yield container
 
 
 # -- ps -------------------------------------------------------------------------------
@@ -175,6 +186,40 @@ def test_health_is_shown_from_a_whole_file_and_a_dash_otherwise(running: Running
     finally:
         running.project.run(["rm", "-f", running.health_file])
     assert running.ps_json()["health"] is None
+
+
+# What real checks find, every second: a passing one, a failing one that counts at once
+# and is only reported, and a failing one inside its start period.
+REAL_CHECKS = {
+    "healthy": 'command = ["true"]\ninterval = "1s"\n',
+    "unhealthy": 'command = ["false"]\ninterval = "1s"\nretries = 1\non_unhealthy = "none"\n',
+    "starting": 'command = ["false"]\ninterval = "1s"\nstart_period = "1h"\n',
+}
+
+
+@pytest.mark.parametrize("verdict", sorted(REAL_CHECKS))
+def test_real_health_checks_show_in_ps_and_status(
+    sandbox: SandboxHost, user_dir: Path, verdict: str
+) -> None:
+    with started(sandbox, user_dir, REAL_CHECKS[verdict]) as running:
+        project = running.project
+        path = f"/proc/{sandbox.pid}/root{running.health_file}"
+
+        def checked() -> dict[str, object] | None:
+            # The health file the checker wrote, once it holds the verdict expected.
+            try:
+                document: dict[str, object] = json.loads(Path(path).read_text())
+            except (FileNotFoundError, ValueError):
+                return None
+            return document if document["status"] == verdict else None
+
+        written = wait_for(checked, 20.0, f"a {verdict} health file of {project.name}")
+        assert running.ps_row()[4] == verdict
+        assert running.ps_json()["health"] == verdict
+        facts, _ = running.status()
+        assert facts["health"].startswith(f"{verdict}, checked "), (facts, written)
+        if written["failing_streak"]:
+            assert f", {written['failing_streak']} failing in a row" in facts["health"], facts
 
 
 # -- status ---------------------------------------------------------------------------

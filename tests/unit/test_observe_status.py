@@ -3,44 +3,59 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from sdpod.cli.ps import COLUMNS, duration, port_text, row_cells, row_object, table
 from sdpod.cli.status import cpu_time, health_text, report, size
 from sdpod.config.model import PortMapping, Protocol
-from sdpod.observe import ContainerRow, ContainerStatus, Health, HealthStatus, parse_health
+from sdpod.health.state import HealthState, Status
+from sdpod.observe import ContainerRow, ContainerStatus, read_health
 from sdpod.units.status import SINCE_PROPERTY, UNSET, UnitDetails, accounted, seconds
 
 NOW = 1_800_000_000.0
 HEALTHY = {"status": "healthy", "failing_streak": 0, "checked_at": NOW - 5, "output": "ok\n"}
 
 
-def test_a_whole_health_file_is_read() -> None:
-    health = parse_health(json.dumps(HEALTHY))
-    assert health == Health(HealthStatus.HEALTHY, 0, NOW - 5, "ok\n")
-    unhealthy = dict(HEALTHY, status="unhealthy", failing_streak=3, checked_at=17)
-    assert parse_health(json.dumps(unhealthy)) == Health(HealthStatus.UNHEALTHY, 3, 17, "ok\n")
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty $XDG_RUNTIME_DIR/sdpod, where the health files live."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (tmp_path / "sdpod").mkdir()
+    return tmp_path / "sdpod"
+
+
+def test_a_whole_health_file_is_shown_in_any_state(runtime_dir: Path) -> None:
+    (runtime_dir / "web.health").write_text(json.dumps(HEALTHY))
+    expected = HealthState(Status.HEALTHY, 0, NOW - 5, "ok\n")
+    assert read_health("web", True, "active") == expected
+    # A container that a failing check stopped keeps its last verdict until it starts.
+    assert read_health("web", True, "inactive") == expected
 
 
 @pytest.mark.parametrize(
     "text",
     [
         "",
-        json.dumps(HEALTHY)[:-7],  # the writer is halfway through
+        json.dumps(HEALTHY)[:-7],
         "[]",
-        "null",
         json.dumps(dict(HEALTHY, status="sick")),
         json.dumps({k: v for k, v in HEALTHY.items() if k != "output"}),
-        json.dumps(dict(HEALTHY, failing_streak=-1)),
-        json.dumps(dict(HEALTHY, failing_streak=True)),
-        json.dumps(dict(HEALTHY, failing_streak="2")),
-        json.dumps(dict(HEALTHY, checked_at="yesterday")),
-        json.dumps(dict(HEALTHY, output=None)),
     ],
 )
-def test_a_partial_or_odd_health_file_is_no_verdict(text: str) -> None:
-    assert parse_health(text) is None
+def test_an_odd_health_file_shows_nothing(runtime_dir: Path, text: str) -> None:
+    (runtime_dir / "web.health").write_text(text)
+    assert read_health("web", True, "active") is None
+
+
+def test_no_file_is_starting_only_for_a_running_container_with_a_check(
+    runtime_dir: Path,
+) -> None:
+    assert read_health("web", True, "active") == HealthState(Status.STARTING)
+    assert read_health("web", True, "activating") == HealthState(Status.STARTING)
+    assert read_health("web", True, "inactive") is None
+    assert read_health("web", False, "active") is None
 
 
 def test_unset_counters_and_never_timestamps_become_none() -> None:
@@ -82,7 +97,7 @@ WEB = ContainerRow(
     loaded=True,
     active_state="active",
     sub_state="running",
-    health=Health(HealthStatus.HEALTHY, 0, NOW - 5, "ok\n"),
+    health=HealthState(Status.HEALTHY, 0, NOW - 5, "ok\n"),
     uptime=303.7,
     ports=WEB_PORTS,
     image="oci:/srv/web-image:latest",
@@ -158,8 +173,9 @@ def test_sizes_and_cpu_time() -> None:
 def test_health_text_names_the_streak_and_last_output() -> None:
     assert health_text(None, NOW) == "-"
     assert health_text(WEB.health, NOW) == "healthy, checked 5s ago: ok"
-    failing = Health(HealthStatus.UNHEALTHY, 2, NOW - 61, "connecting\nrefused\n")
+    failing = HealthState(Status.UNHEALTHY, 2, NOW - 61, "connecting\nrefused\n")
     assert health_text(failing, NOW) == "unhealthy, checked 1m 1s ago, 2 failing in a row: refused"
+    assert health_text(HealthState(), NOW) == "starting, not checked yet"
 
 
 DETAILS = UnitDetails(
@@ -199,10 +215,3 @@ def test_status_of_a_container_whose_unit_is_gone() -> None:
     assert "inactive (not loaded)" in text
     assert "restarts" not in text
     assert text.endswith("no log lines\n  (journalctl failed: exit 1)")
-
-
-def test_the_health_file_shape_is_the_documented_one() -> None:
-    # The runner of health checks writes what this docstring describes; keep them one.
-    doc = Health.__doc__ or ""
-    for key in HEALTHY:
-        assert f'"{key}"' in doc
