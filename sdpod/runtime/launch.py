@@ -22,7 +22,7 @@ from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.idmap import idmapped_tree
 from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
-from sdpod.runtime import cgroup, notify, readiness
+from sdpod.runtime import cgroup, journal, notify, readiness
 from sdpod.runtime.bundle import write_atomically
 from sdpod.runtime.container import Channels, run_child
 from sdpod.runtime.spec import (
@@ -91,6 +91,8 @@ def launch(bundle: Path) -> int:
     leaves = cgroup.find_unit_cgroup()
     if leaves:
         cgroup.move(os.getpid(), leaves.supervisor)
+    if journal.writes_to_journal():
+        journal.relay_output()
 
     lower_tree = _idmapped_lower(spec)
     pipes = _Pipes()
