@@ -9,11 +9,6 @@ it acts: a restart of the unit would kill it there.
 
 It prints only when the health changes, at notice level or above: the service's unit
 has LogLevelMax=notice, so that the journal gets no line for a passing check.
-
-Known gap: the unit of a container with `ready = "started"` has NotifyAccess=main (see
-`sdpod.units.translate`), so systemd refuses its checker's `STATUS=` with a warning and
-`systemctl status` keeps saying "starting"; the health file and `sdpod ps` are right.
-This goes away once the translation gives NotifyAccess=all to every checked container.
 """
 
 from __future__ import annotations

@@ -104,10 +104,12 @@ def _identity(container: Container) -> list[Property]:
 
 
 def _process(container: Container, project: Project, exec_start: Sequence[str]) -> list[Property]:
-    # When the container itself, or its health checker, reports readiness, the READY=1
-    # comes from a process other than the unit's main process: systemd accepts it only
-    # with NotifyAccess=all (systemd.service(5)).
-    others_notify = project.ready_of(container) is not ReadyWhen.STARTED
+    # When the container itself reports readiness, or a health checker reports its
+    # status, the message comes from a process other than the unit's main process:
+    # systemd accepts it only with NotifyAccess=all (systemd.service(5)).
+    others_notify = (
+        project.ready_of(container) is not ReadyWhen.STARTED or container.health is not None
+    )
     return [
         ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
         # The launcher hands over to the container's init with MAINPID= and READY=1.

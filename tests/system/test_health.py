@@ -152,6 +152,29 @@ def health_units(name: str) -> tuple[str, str, str]:
     return f"{stem}.service", f"{stem}-health.service", f"{stem}-health.timer"
 
 
+# -- 0. a checked container that is not health-gated still shows its health ---------------
+
+
+def test_health_of_a_started_container_reaches_its_status_text(make_project: MakeProject) -> None:
+    # Its checker is not the unit's main process: without NotifyAccess=all systemd drops
+    # the checker's STATUS= and `systemctl status` keeps saying what the launcher said.
+    name = unique("started")
+    port = free_port()
+    toml = health_toml(name, port, WGET).replace('ready = "healthy"\n', "")
+    project = make_project(name, toml, port)
+
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+
+    def healthy_status() -> dict[str, str] | None:
+        state = show(project, project.unit, "StatusText")
+        return state if state["StatusText"] == "healthy" else None
+
+    wait_for(healthy_status, 20, f"{project.unit} to say healthy")
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+
+
 # -- 1. up returns once healthy ---------------------------------------------------------------
 
 
