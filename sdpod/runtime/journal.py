@@ -6,8 +6,8 @@ journal with no unit at all, so `journalctl -u` misses it (busybox httpd logs ea
 request from a short-lived child: a quarter of its lines went missing). The container
 therefore writes into a pipe, and `cat`, started in the unit's cgroup and living as
 long as the container, writes everything on to the journal stream systemd gave the
-unit. It costs one small process per container (about 0.3 MiB resident), far less
-than a logging daemon would.
+unit. It costs one small process per container: 0.2 MiB proportional set size
+measured here (1.6 MiB resident, nearly all of it libc shared with everyone else).
 """
 
 from __future__ import annotations
