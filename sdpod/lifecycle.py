@@ -47,6 +47,8 @@ Say = Callable[[str], None]
 INIT_BINARY = "tini-static"
 # In a container's directory: the digest of what defines it (see `definition_digest`).
 DIGEST_FILE = "desired.sha256"
+# The TOML file the container belongs to: container names are one namespace per user.
+OWNER_FILE = "source"
 RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 
@@ -161,6 +163,8 @@ class Desired:
     spec: dict[str, Any]
     properties: list[Property]
     digest: str
+    source: Path
+    """The TOML file that defines the container."""
 
     @property
     def unchanged(self) -> bool:
@@ -182,7 +186,8 @@ def desired(container: Container, context: _Context) -> Desired:
     properties = service_properties(container, context.project, argv)
     # --debug changes what the launcher logs, not the container: it does not count.
     plain = service_properties(container, context.project, launcher_argv(layout.bundle))
-    return Desired(container, mapping, layout, spec, properties, definition_digest(spec, plain))
+    digest = definition_digest(spec, plain)
+    return Desired(container, mapping, layout, spec, properties, digest, context.project.source)
 
 
 def definition_digest(spec: dict[str, Any], properties: list[Property]) -> str:
@@ -192,10 +197,38 @@ def definition_digest(spec: dict[str, Any], properties: list[Property]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def owner_of(name: str) -> Path | None:
+    """The TOML file whose `up` made the container `name`, None where it has no files."""
+    try:
+        return Path((paths.container_dir(name) / OWNER_FILE).read_text().strip())
+    except OSError:
+        return None
+
+
+def _check_owner(want: Desired, source: Path, running: bool) -> None:
+    """Refuse to take over a container, or a unit, that another file or the user made.
+
+    Container names are one namespace per user, as their units are.
+    """
+    name, unit = want.container.name, want.container.unit_name
+    owner = owner_of(name)
+    if owner is not None and owner != source:
+        raise SdpodError(
+            f"failed to start container {name}: {owner} already has a container of that name",
+            hint=f"rename it in {source}, or take the other one down: `sdpod down {owner}`",
+        )
+    if owner is None and running:
+        raise SdpodError(
+            f"failed to start container {name}: a unit {unit} runs that sdpod did not make",
+            hint=f"rename the container in {source}",
+        )
+
+
 def bring_up(want: Desired, context: _Context, say: Say) -> None:
     """Start the container unless it runs as `want` says; replace it if it differs."""
     container, unit = want.container, want.container.unit_name
     running = is_running(context.manager, unit)
+    _check_owner(want, context.project.source, running)
     if running and want.unchanged:
         say(f"{container.name}: already running as {unit}")
         return
@@ -235,6 +268,7 @@ def prepare(want: Desired) -> None:
     root_owner = (want.mapping.uids[0].host_id, want.mapping.gids[0].host_id)
     bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), root_owner)
     bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")
+    bundle.write_atomically(want.layout.bundle / OWNER_FILE, f"{want.source}\n")
 
 
 def _start(want: Desired, context: _Context) -> None:
@@ -313,11 +347,18 @@ def _published(container: Container) -> str:
 
 
 def down(file: Path, say: Say) -> None:
-    """Stop every container of `file` and remove its files; the images stay."""
-    project = load_project(file)
+    """Stop every container of `file` and remove its files; the images stay.
+
+    The image layouts and volumes the file names need not exist any more.
+    """
+    project = load_project(file, check_paths=False)
     rootless = _own_mapping()
     with Manager.connect() as manager:
         for container in readiness.stop_order(project):
+            owner = owner_of(container.name)
+            if owner != project.source:
+                say(_not_ours(container.name, owner))
+                continue
             manager.stop(container.unit_name)
             checks.stop_checks(manager, container)
             if enabled_after_stop(manager, container):
@@ -329,6 +370,12 @@ def down(file: Path, say: Say) -> None:
             if rootless is None:
                 IdPool(paths.data_dir()).release(container.name)
             say(f"{container.name}: stopped and removed")
+
+
+def _not_ours(name: str, owner: Path | None) -> str:
+    if owner is None:
+        return f"{name}: not running, nothing to remove"
+    return f"{name}: left alone, it belongs to {owner}"
 
 
 def _still_enabled(name: str, file: Path) -> str:

@@ -96,7 +96,7 @@ def _check_unit_path(manager: Manager) -> None:
 
 def disable(file: Path, say: lifecycle.Say) -> None:
     """Make no container of `file` start at boot; the running ones keep running."""
-    project = load_project(file)
+    project = load_project(file, check_paths=False)
     with lifecycle.session(project) as context:
         units = [
             c.unit_name for c in project.containers if unitfile.unit_path(c.unit_name).exists()

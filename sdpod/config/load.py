@@ -32,18 +32,24 @@ _DECODE_POSITION = re.compile(
 )
 
 
-def load_project(path: Path, environ: Mapping[str, str] | None = None) -> Project:
+def load_project(
+    path: Path, environ: Mapping[str, str] | None = None, *, check_paths: bool = True
+) -> Project:
     """Read `path` into a `Project`; raise `ConfigError` naming every problem in it.
 
     `${VAR}` references in string values are taken from `environ`, by default the
     process's environment. Relative paths in values start from the file's directory.
+    `check_paths` false lets image layouts and volume sources that are gone through:
+    taking containers down must not depend on them.
     """
     text = _read(path)
     document = _parse(path, text)
     # Relative paths in the file start from its directory as the kernel sees it, so
     # `..` is resolved through symbolic links; the file itself may be a link.
     source = path.absolute().parent.resolve() / path.name
-    findings = Findings(source.parent, os.environ if environ is None else environ)
+    findings = Findings(
+        source.parent, os.environ if environ is None else environ, check_paths=check_paths
+    )
 
     name = _read_project(document, findings, path)
     entries = [_read_container(*found) for found in _container_tables(document, findings)]

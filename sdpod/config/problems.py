@@ -51,6 +51,8 @@ class Findings:
     """The text before `${VAR}` substitution, for strings that substitution changed."""
     unresolved: set[KeyPath] = field(default_factory=set)
     """Strings whose references could not be replaced: their other problems are moot."""
+    check_paths: bool = True
+    """Whether files the TOML names (image layouts, volume sources) must exist."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class Spot:
     @property
     def base_dir(self) -> Path:
         return self.findings.base_dir
+
+    @property
+    def check_paths(self) -> bool:
+        return self.findings.check_paths
 
     def fail(self, message: str, value: object = None) -> None:
         """Record that the value here breaks a rule; `message` says which and what is valid."""

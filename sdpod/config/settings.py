@@ -35,7 +35,7 @@ def _convert_name(value: object, spot: Spot) -> str | None:
 
 
 def _parse_image(text: str, spot: Spot) -> LayoutImage:
-    return values.parse_image(text, spot.base_dir)
+    return values.parse_image(text, spot.base_dir, spot.check_paths)
 
 
 def _convert_image(value: object, spot: Spot) -> LayoutImage | None:
@@ -100,7 +100,7 @@ def _convert_ports(value: object, spot: Spot) -> tuple[PortMapping, ...] | None:
 
 
 def _parse_volume(text: str, spot: Spot) -> BindVolume:
-    return values.parse_volume(text, spot.base_dir)
+    return values.parse_volume(text, spot.base_dir, spot.check_paths)
 
 
 def _convert_volumes(value: object, spot: Spot) -> tuple[BindVolume, ...] | None:

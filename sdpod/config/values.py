@@ -104,11 +104,19 @@ def _split_host_ip(address: str) -> tuple[str, str]:
 
 def _parse_ip(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise Invalid(
-            f"{_q(text)} is not an IP address; valid: an IPv4 or IPv6 address, like 127.0.0.1"
+            f"{_q(text)} is not an IP address; valid: an IPv4 address, like 127.0.0.1"
         ) from None
+    # slirp4netns, the only port forwarder so far, listens on IPv4 addresses alone: an
+    # IPv6 one would be accepted here and fail when the container starts.
+    if address.version == 6:
+        raise Invalid(
+            f"{_q(text)} is an IPv6 address, which sdpod cannot publish on yet; "
+            "valid: an IPv4 address, like 127.0.0.1"
+        )
+    return str(address)
 
 
 def _parse_port_number(text: str) -> int:
@@ -127,14 +135,25 @@ def _parse_protocol(text: str) -> Protocol:
         raise Invalid(f"unknown protocol {_q(text)}; valid: tcp or udp") from None
 
 
-def parse_volume(text: str, base_dir: Path) -> BindVolume:
-    """Parse `SOURCE:TARGET[:MODE]`, raising one `Invalid` that names every broken part."""
+# Mount points the runtime makes in every container: a volume there would hide them, or
+# fail when the container starts instead of now.
+RESERVED_TARGETS = frozenset(
+    {"/", "/proc", "/sys", "/dev", "/dev/init", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+)
+
+
+def parse_volume(text: str, base_dir: Path, check_paths: bool = True) -> BindVolume:
+    """Parse `SOURCE:TARGET[:MODE]`, raising one `Invalid` that names every broken part.
+
+    With `check_paths` false, a source that does not exist is let through.
+    """
     parts = text.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise Invalid(f"bad volume syntax; valid: {_VOLUME_SYNTAX}")
 
     source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"
-    found = (_source_problem(source, base_dir), _target_problem(target), _mode_problem(mode))
+    source_problem = _source_problem(source, base_dir) if check_paths else None
+    found = (source_problem, _target_problem(target), _mode_problem(mode))
     errors = [message for message in found if message]
     if errors:
         raise Invalid(*errors)
@@ -157,6 +176,12 @@ def _target_problem(target: str) -> str | None:
         return f"target {_q(target)} is not absolute; valid: an absolute path like /www"
     if ".." in PurePosixPath(target).parts:
         return f"target {_q(target)} contains '..'; valid: a path without '..'"
+    normal = str(PurePosixPath(target))
+    if normal in RESERVED_TARGETS or normal.startswith(("/proc/", "/sys/")):
+        return (
+            f"target {_q(target)} is made by sdpod for every container; valid: a path "
+            f"other than {', '.join(sorted(RESERVED_TARGETS))} and nothing under /proc or /sys"
+        )
     return None
 
 
@@ -176,8 +201,11 @@ def path_problem(path: Path) -> str | None:
     return "does not exist"
 
 
-def parse_image(text: str, base_dir: Path) -> LayoutImage:
-    """Parse `oci:PATH[:TAG]` and check that PATH holds an OCI image layout."""
+def parse_image(text: str, base_dir: Path, check_paths: bool = True) -> LayoutImage:
+    """Parse `oci:PATH[:TAG]` and check that PATH holds an OCI image layout.
+
+    With `check_paths` false, a layout that does not exist is let through.
+    """
     if not text.startswith("oci:"):
         raise Invalid(
             'only "oci:" image layouts are supported so far: pulling from registries is '
@@ -194,7 +222,8 @@ def parse_image(text: str, base_dir: Path) -> LayoutImage:
         )
 
     path = base_dir / path_text
-    _check_layout(path, path_text)
+    if check_paths:
+        _check_layout(path, path_text)
     return LayoutImage(path, tag)
 
 

@@ -27,6 +27,7 @@ from system.helpers import (
     HTTPD,
     USER_BASELINE,
     Project,
+    chown_tree,
     container_toml,
     fetch,
     free_port,
@@ -437,3 +438,51 @@ def test_container_exiting_at_once_ends_failed_and_can_be_fixed(
     down = project.down()
     assert down.returncode == 0, ok(down)
     assert_nothing_left(project)
+
+
+# -- 8. whose container it is ------------------------------------------------------------
+
+
+def test_another_file_cannot_take_over_a_container(
+    make_project: MakeProject, user_dir: Path
+) -> None:
+    first = make_project(unique("owned"))
+    up = first.up()
+    assert up.returncode == 0, ok(up)
+    before = assert_running(first)
+
+    # A second file, elsewhere, with a container of the same name.
+    other = user_dir / "other.toml"
+    text = Path(first.toml).read_text().replace(f"{first.port}:80", f"{free_port()}:80")
+    text = text.replace("oci:image", f"oci:{first.directory}/image")
+    other.write_text(text.replace("./www", f"{first.directory}/www"))
+    chown_tree(other, first.user)
+    stolen = first.run(["sdpod", "up", str(other)], timeout=60)
+    assert stolen.returncode == 1, ok(stolen)
+    assert first.toml in stolen.stderr and "already has a container" in stolen.stderr, ok(stolen)
+
+    left = first.run(["sdpod", "down", str(other)], timeout=60)
+    assert left.returncode == 0, ok(left)
+    assert f"belongs to {first.toml}" in left.stdout, ok(left)
+    assert first.show()["MainPID"] == before["MainPID"]
+
+    down = first.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(first)
+
+
+def test_down_works_once_the_files_the_toml_names_are_gone(make_project: MakeProject) -> None:
+    project = make_project(unique("gone"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    assert_running(project)
+
+    removed = project.run(["rm", "-r", str(project.www), str(Path(project.directory) / "image")])
+    assert removed.returncode == 0, ok(removed)
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+
+    again = project.down()
+    assert again.returncode == 0, ok(again)
+    assert "not running" in again.stdout, ok(again)
