@@ -7,7 +7,10 @@ they stream (see `sdpod.images.store`).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -85,6 +88,21 @@ class ResolvedImage:
         return str(self.config_descriptor.digest)
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """Open `path` for reading if it is a regular file; raise OSError naming it if not.
+
+    A FIFO or a device in a layout (a blob linked to /dev/zero, say) would otherwise
+    make a read block or never end. O_NONBLOCK keeps the open itself from waiting on a
+    FIFO; it changes nothing for a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 class ImageLayout:
     """An OCI image layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`)."""
 
@@ -113,7 +131,7 @@ class ImageLayout:
     def open_blob(self, descriptor: Descriptor, what: str) -> BinaryIO:
         path = self.blob_path(descriptor.digest)
         try:
-            return path.open("rb")
+            return open_regular(path)
         except FileNotFoundError:
             raise ImageError(
                 f"failed to read {what} {descriptor.digest}: {path} does not exist",
@@ -139,7 +157,7 @@ class ImageLayout:
         """The descriptors listed in index.json, in order."""
         path = self.path / "index.json"
         try:
-            with path.open("rb") as file:
+            with open_regular(path) as file:
                 data = file.read(MAX_INDEX_JSON + 1)
         except OSError as exc:
             raise ImageError(f"failed to read {path}: {exc.strerror}") from None
