@@ -6,6 +6,7 @@ D-Bus client nor the image code (DESIGN.md: start-up latency is a feature).
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -79,6 +80,12 @@ def _report(error: SdpodError) -> None:
         click.echo(f"hint: {error.hint}", err=True)
 
 
+def _os_hint(error: OSError) -> str | None:
+    if error.errno == errno.ENOSPC:
+        return "free some space (`sdpod image prune` removes images no container uses)"
+    return "run again with --debug for the whole trace"
+
+
 def main() -> None:
     """Entry point: the one place where errors become messages and exit codes."""
     debug = "--debug" in sys.argv[1:]
@@ -94,6 +101,13 @@ def main() -> None:
         if debug:
             raise
         _report(error)
+        sys.exit(EXIT_ERROR)
+    except OSError as error:
+        # A failure of the machine rather than of the input (a full disk, a file removed
+        # under our feet) that no layer above turned into an SdpodError.
+        if debug:
+            raise
+        _report(SdpodError(f"{error}", hint=_os_hint(error)))
         sys.exit(EXIT_ERROR)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
