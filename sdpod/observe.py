@@ -168,12 +168,9 @@ def journalctl(unit: str) -> list[str]:
     """The journalctl command that selects the messages of `unit`.
 
     A user's containers are units of their own manager, whose messages `--user` selects;
-    root's are units of the system manager. `-u` selects messages by the unit journald
-    finds from the writer's cgroup. A message whose writer exited before journald read
-    that cgroup (busybox httpd's per-request children, for one) has no unit field, and
-    `-u` misses it, although it is in the user's journal under the container's
-    SYSLOG_IDENTIFIER. This goes away once container output reaches journald through one
-    long-lived writer, or once the match here adds that identifier.
+    root's are units of the system manager. `-u` finds every line of the container,
+    since its output reaches journald through a relay that lives in the unit's cgroup
+    (`sdpod.runtime.journal`) rather than from processes that may exit first.
     """
     return ["journalctl", *(["--user"] if os.geteuid() != 0 else []), "-u", unit]
 

@@ -318,12 +318,14 @@ def test_an_unknown_name_is_refused_listing_the_known_containers(running: Runnin
 
 def test_logs_shows_the_units_journal(running: Running) -> None:
     project = running.project
+    # busybox httpd -v logs each request on stderr, which the unit's journal collects.
+    fetch(project.url)
     direct = ["journalctl", "--user", "-u", project.unit, "-n", "5"]
 
     def agreeing() -> Completed | None:
         result = project.sdpod("logs", project.name, "-n", "5")
-        started = f"Started {project.unit}" in result.stdout
-        return result if started and result.stdout == project.run(direct).stdout else None
+        served = "response:200" in result.stdout
+        return result if served and result.stdout == project.run(direct).stdout else None
 
     result = wait_for(agreeing, JOURNAL_TIMEOUT, "`sdpod logs` to show the unit's journal")
     assert result.returncode == 0, ok(result)
@@ -351,6 +353,9 @@ def test_logs_follow_streams_as_journalctl_and_ends_on_ctrl_c(running: Running) 
         # -n 0: nothing old is shown; what systemd logs about a crash now streams in.
         kill_main_process(running)
         lines.until(lambda line: "Main process exited, code=killed" in line, FOLLOW_TIMEOUT)
+        # And the container's own output, from the restarted container.
+        fetch(project.url)
+        lines.until(lambda line: "response:200" in line, FOLLOW_TIMEOUT)
 
         interrupt = project.run(["kill", "-INT", str(pid)])
         assert interrupt.returncode == 0, ok(interrupt)
