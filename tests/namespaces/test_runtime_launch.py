@@ -102,7 +102,8 @@ def run_probe(tmp_path: Path) -> dict[str, str]:
         env=env,
     )
     # Run by hand, nobody kills the network helper that systemd would kill with the unit.
-    subprocess.run(["pkill", "-f", f"--api-socket={tmp_path}"], check=False)
+    # SIGKILL, so that its shell cannot go on to kill the init's (by now free) pid.
+    subprocess.run(["pkill", "-KILL", "-f", f"--api-socket={tmp_path}"], check=False)
     assert result.returncode == 0, result.stderr
     lines = [line.partition("=") for line in result.stdout.splitlines() if "=" in line]
     return {key: value.strip() for key, _, value in lines}

@@ -225,6 +225,36 @@ def test_killed_container_is_restarted(make_project: MakeProject) -> None:
     assert_nothing_left(project)
 
 
+def test_a_killed_network_helper_restarts_the_container(make_project: MakeProject) -> None:
+    # Without its network helper the container's ports are dead: the unit must not stay
+    # "active" with them, it must restart and publish them again.
+    project = make_project(unique("netkill"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    before = assert_running(project)
+    helpers = [
+        pid
+        for pid in project.cgroup_pids(before["ControlGroup"], "supervisor")
+        if project.comm(pid) == "slirp4netns"
+    ]
+    assert helpers, "no slirp4netns in the supervisor leaf"
+
+    kill = project.run(["kill", "-9", str(helpers[0])])
+    assert kill.returncode == 0, ok(kill)
+
+    def restarted() -> dict[str, str] | None:
+        state = project.show()
+        fresh = state["MainPID"] not in ("0", before["MainPID"])
+        return state if state["ActiveState"] == "active" and fresh else None
+
+    wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to restart")
+    assert fetch(project.url) == project.index_html
+
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+
+
 def test_stopping_the_unit_is_not_a_failure(make_project: MakeProject) -> None:
     # tini exits 143 after passing SIGTERM on; without SuccessExitStatus every stop,
     # `systemctl --user stop` included, would leave the unit failed.
