@@ -328,6 +328,30 @@ def remove_container(container: Container, context: _Context) -> None:
         IdPool(paths.data_dir()).release(container.name)
 
 
+def remove(names: list[str], say: Say) -> None:
+    """Delete stopped containers by name: those whose TOML file is gone, or was never
+    taken down. A running container is refused; `sdpod down FILE` stops it first."""
+    from sdpod import observe
+
+    for name in names:
+        observe.require_known(name, "remove")
+    rootless = _own_mapping()
+    with Manager.connect() as manager:
+        for name in names:
+            unit = f"sdpod-{name}.service"
+            if is_running(manager, unit):
+                raise SdpodError(
+                    f"failed to remove container {name}: it is running as {unit}",
+                    hint=f"stop it with `sdpod down {owner_of(name) or 'FILE'}` first",
+                )
+            manager.reset_failed(unit)
+            remove_container_files(name, _mapping_for(name, rootless))
+            _remove_runtime_files(name)
+            if rootless is None:
+                IdPool(paths.data_dir()).release(name)
+            say(f"{name}: removed")
+
+
 def _import_image(container: Container, context: _Context) -> StoredImage:
     """Rootless, the image's ids are shifted into the user's subordinate ids as it is
     unpacked; as root it keeps its own ids, and each container sees it idmapped."""

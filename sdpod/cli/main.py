@@ -20,6 +20,7 @@ from sdpod.cli.exec import exec_command
 from sdpod.cli.image import image as image_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
+from sdpod.cli.rm import rm as rm_command
 from sdpod.cli.status import status as status_command
 from sdpod.errors import ConfigError, SdpodError
 
@@ -69,6 +70,7 @@ cli.add_command(enable_command)
 cli.add_command(disable_command)
 cli.add_command(exec_command)
 cli.add_command(image_command)
+cli.add_command(rm_command)
 
 
 def _report(error: SdpodError) -> None:

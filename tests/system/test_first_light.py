@@ -516,3 +516,26 @@ def test_down_works_once_the_files_the_toml_names_are_gone(make_project: MakePro
     again = project.down()
     assert again.returncode == 0, ok(again)
     assert "not running" in again.stdout, ok(again)
+
+
+def test_rm_removes_a_stopped_container_whose_file_is_gone(make_project: MakeProject) -> None:
+    project = make_project(unique("orphan"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    assert_running(project)
+
+    refused = project.sdpod("rm", project.name)
+    assert refused.returncode == 1, ok(refused)
+    assert "is running" in refused.stderr, ok(refused)
+
+    # The unit stops without sdpod, and its file goes: only rm can remove it now.
+    stop = project.run(["systemctl", "--user", "stop", project.unit])
+    assert stop.returncode == 0, ok(stop)
+    Path(project.toml).unlink()
+    removed = project.sdpod("rm", project.name)
+    assert removed.returncode == 0, ok(removed)
+    assert not project.container_dir.exists()
+    assert project.runtime_files() == []
+
+    unknown = project.sdpod("rm", project.name)
+    assert unknown.returncode == 1 and "no such container" in unknown.stderr, ok(unknown)
