@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from sdpod.cli.config import check as check_command
+from sdpod.cli.config import config as config_command
 from sdpod.cli.disable import disable as disable_command
 from sdpod.cli.doctor import doctor as doctor_command
 from sdpod.cli.enable import enable as enable_command
@@ -71,6 +73,8 @@ cli.add_command(disable_command)
 cli.add_command(exec_command)
 cli.add_command(image_command)
 cli.add_command(rm_command)
+cli.add_command(check_command)
+cli.add_command(config_command)
 
 
 def _report(error: SdpodError) -> None:
