@@ -46,8 +46,8 @@ class IdMapping:
         return len(self.uids) == 1 and self.uids[0].size == 1
 
 
-def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]:
-    """The (start, count) ranges that `path` grants to `user` (by name or by number)."""
+def granted_ranges(path: Path) -> list[tuple[str, int, int]]:
+    """Every (owner, start, count) that `path` (subuid(5) format) grants, in order."""
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
@@ -56,11 +56,15 @@ def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]
     ranges = []
     for line in lines:
         fields = line.strip().split(":")
-        if len(fields) != 3 or fields[0] not in (user, str(uid)):
-            continue
-        if fields[1].isdigit() and fields[2].isdigit():
-            ranges.append((int(fields[1]), int(fields[2])))
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            ranges.append((fields[0], int(fields[1]), int(fields[2])))
     return ranges
+
+
+def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]:
+    """The (start, count) ranges that `path` grants to `user` (by name or by number)."""
+    owners = (user, str(uid))
+    return [(start, count) for owner, start, count in granted_ranges(path) if owner in owners]
 
 
 def _ranges_for(own_id: int, granted: list[tuple[int, int]]) -> tuple[IdRange, ...]:
@@ -102,16 +106,8 @@ def rootless_mapping() -> IdMapping:
 
 def free_range(size: int = 65536) -> tuple[int, int]:
     """The first and last id of a block above every range /etc/subuid and /etc/subgid grant."""
-    end = 100000
-    for path in (SUBUID, SUBGID):
-        try:
-            lines = path.read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.strip().split(":")
-            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
-                end = max(end, int(fields[1]) + int(fields[2]))
+    granted = granted_ranges(SUBUID) + granted_ranges(SUBGID)
+    end = max([100000, *(start + count for _, start, count in granted)])
     return end, end + size - 1
 
 

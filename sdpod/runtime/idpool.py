@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sdpod.errors import RuntimeSetupError
-from sdpod.kernel.userns import SUBGID, SUBUID, IdMapping, IdRange
+from sdpod.kernel.userns import SUBGID, SUBUID, IdMapping, IdRange, granted_ranges
 from sdpod.runtime.bundle import write_atomically
 
 BASE = 1 << 30
@@ -23,19 +23,6 @@ BLOCK = 65536
 # Blocks up to 2^31: the highest ids stay clear of (uid_t)-1 and of systemd's own
 # dynamic and container ranges, which lie below 2^31 as well but far lower.
 BLOCKS = (1 << 30) // BLOCK
-
-
-def _granted(path: Path) -> list[tuple[int, int]]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    ranges = []
-    for line in lines:
-        fields = line.strip().split(":")
-        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
-            ranges.append((int(fields[1]), int(fields[2])))
-    return ranges
 
 
 def _overlaps(block: int, taken: list[tuple[int, int]]) -> bool:
@@ -79,7 +66,8 @@ class IdPool:
             record.pop(name, None)
 
     def _free_block(self, used: set[int]) -> int:
-        taken = _granted(SUBUID) + _granted(SUBGID)
+        granted = granted_ranges(SUBUID) + granted_ranges(SUBGID)
+        taken = [(start, count) for _, start, count in granted]
         for block in range(BLOCKS):
             if block not in used and not _overlaps(block, taken):
                 return block
