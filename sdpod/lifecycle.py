@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sdpod import paths
 from sdpod.config.load import load_project
-from sdpod.config.model import Container, Project
+from sdpod.config.model import Container, LayoutImage, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
-from sdpod.images.store import ImageStore, StoredImage
+from sdpod.images import registries
+from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
 from sdpod.runtime import bundle
@@ -136,9 +137,16 @@ def session(project: Project, debug: bool = False) -> Iterator[Context]:
         yield _Context(manager, store, rootless, init, debug, project)
 
 
+def load(file: Path) -> Project:
+    """Read `file` to start its containers: its short image names may be the aliases that
+    the user's registries.conf gives (config does not read the image store's files)."""
+    aliases = registries.load().aliases or {}
+    return load_project(file, short_names=aliases.keys())
+
+
 def up(file: Path, say: Say, debug: bool = False) -> None:
     """Start every container of `file` that is not running as the file says."""
-    project = load_project(file)
+    project = load(file)
     with session(project, debug) as context:
         for container in readiness.start_order(project):
             _up_one(container, context, say)
@@ -353,12 +361,25 @@ def remove(names: list[str], say: Say) -> None:
 
 
 def _import_image(container: Container, context: _Context) -> StoredImage:
-    """Rootless, the image's ids are shifted into the user's subordinate ids as it is
-    unpacked; as root it keeps its own ids, and each container sees it idmapped."""
-    if context.rootless is None:
-        return context.store.import_layout(container.image)
-    unpack = functools.partial(run_in_userns, context.rootless)
-    return context.store.import_layout(container.image, unpack=unpack)
+    """Import the container's layout, or pull its registry image as its `pull` says.
+
+    Rootless, the image's ids are shifted into the user's subordinate ids as it is
+    unpacked; as root it keeps its own ids, and each container sees it idmapped. A pull
+    shows its progress on stderr as `sdpod image pull` does, and ends before the unit is
+    started.
+    """
+    unpack: Unpack | None = None
+    if context.rootless is not None:
+        unpack = functools.partial(run_in_userns, context.rootless)
+    image = container.image
+    if isinstance(image, LayoutImage):
+        return context.store.import_layout(image, unpack=unpack)
+    # Only a registry's image needs the HTTP client: `down`, `ps` and layouts never load it.
+    from sdpod.images import progress
+    from sdpod.images.pull import PullOptions
+
+    options = PullOptions(container.tls_verify, progress=progress.for_stream(quiet=False))
+    return context.store.ensure(image.reference, container.pull, unpack, options)
 
 
 def _published(container: Container) -> str:

@@ -28,7 +28,7 @@ LINGER_DIR = Path("/var/lib/systemd/linger")
 
 def enable(file: Path, say: lifecycle.Say, debug: bool = False) -> None:
     """Make every container of `file` start at boot; start none that is not running."""
-    project = load_project(file)
+    project = lifecycle.load(file)
     with lifecycle.session(project, debug) as context:
         _check_unit_path(context.manager)
         for container in project.containers:

@@ -13,19 +13,20 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 from sdpod.config import settings, values
 from sdpod.config.dependencies import check_dependencies
 from sdpod.config.locate import line_at, offset_locator
-from sdpod.config.model import Container, PortMapping, Project
+from sdpod.config.model import Container, LayoutImage, PortMapping, Project
 from sdpod.config.problems import Findings, Invalid, Problem, Spot, render_path, render_problem
 from sdpod.config.schema import Read, read_table, unknown_key
 from sdpod.errors import ConfigError
 
 _TOP_KEYS = ("project", "container", "containers")
+_PULL_KEYS = ("pull", "tls_verify")
 _TOP_VALID = "valid: one [container] table, or [containers.NAME] tables"
 _DECODE_POSITION = re.compile(
     r"(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)"
@@ -33,14 +34,20 @@ _DECODE_POSITION = re.compile(
 
 
 def load_project(
-    path: Path, environ: Mapping[str, str] | None = None, *, check_paths: bool = True
+    path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    check_paths: bool = True,
+    short_names: Collection[str] = (),
 ) -> Project:
     """Read `path` into a `Project`; raise `ConfigError` naming every problem in it.
 
     `${VAR}` references in string values are taken from `environ`, by default the
     process's environment. Relative paths in values start from the file's directory.
     `check_paths` false lets image layouts and volume sources that are gone through:
-    taking containers down must not depend on them.
+    taking containers down must not depend on them. `short_names` are the short image
+    names that registries.conf has aliases for, which the caller reads (config does not
+    read the image store's files); any other short name is an error.
     """
     text = _read(path)
     document = _parse(path, text)
@@ -48,13 +55,17 @@ def load_project(
     # `..` is resolved through symbolic links; the file itself may be a link.
     source = path.absolute().parent.resolve() / path.name
     findings = Findings(
-        source.parent, os.environ if environ is None else environ, check_paths=check_paths
+        source.parent,
+        os.environ if environ is None else environ,
+        check_paths=check_paths,
+        short_names=frozenset(short_names),
     )
 
     name = _read_project(document, findings, path)
     entries = [_read_container(*found) for found in _container_tables(document, findings)]
     _check_names_unique(entries)
     _check_ports_unique(entries)
+    _check_pull_settings(entries)
     check_dependencies(entries)
 
     if findings.problems:
@@ -191,6 +202,20 @@ def _check_names_unique(entries: list[Read]) -> None:
             "valid: a name no other container of this file has",
             name,
         )
+
+
+def _check_pull_settings(entries: list[Read]) -> None:
+    """Refuse pull settings beside an image layout, which is read from disk, never pulled."""
+    for entry in entries:
+        if not isinstance(entry.values.get("image"), LayoutImage):
+            continue
+        for key in _PULL_KEYS:
+            if key in entry.raw:
+                entry.spot.child(key).fail(
+                    'applies only to an image from a registry, not to an "oci:" layout; '
+                    "valid: no such key beside a layout",
+                    entry.raw[key],
+                )
 
 
 def _check_ports_unique(entries: list[Read]) -> None:

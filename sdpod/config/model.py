@@ -54,6 +54,31 @@ class LayoutImage:
         return f"oci:{self.path}:{self.tag}"
 
 
+@dataclass(frozen=True)
+class RegistryImage:
+    """An image pulled from a registry, as the TOML names it.
+
+    `reference` is fully qualified (`registry.example:5000/shop/web:2`), or a short name
+    that the user's registries.conf has an alias for, which the image store expands.
+    """
+
+    reference: str
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+Image = LayoutImage | RegistryImage
+
+
+class PullPolicy(enum.Enum):
+    """When `sdpod up` asks the registry for a registry image."""
+
+    MISSING = "missing"  # only when no stored image has the reference
+    ALWAYS = "always"  # each time; only what changed is fetched
+    NEVER = "never"  # use the stored image, or fail
+
+
 class ReadyWhen(enum.Enum):
     """When systemd considers the container started, and `sdpod up` returns."""
 
@@ -115,7 +140,9 @@ class Container:
     """
 
     name: str
-    image: LayoutImage
+    image: Image
+    pull: PullPolicy = PullPolicy.MISSING
+    tls_verify: bool = True
     command: tuple[str, ...] | None = None
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[PortMapping, ...] = ()

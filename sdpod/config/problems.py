@@ -53,6 +53,8 @@ class Findings:
     """Strings whose references could not be replaced: their other problems are moot."""
     check_paths: bool = True
     """Whether files the TOML names (image layouts, volume sources) must exist."""
+    short_names: frozenset[str] = frozenset()
+    """Short image names that the user's registries.conf has aliases for."""
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,10 @@ from sdpod.config.model import (
     Dependency,
     DependencyCondition,
     HealthCheck,
+    Image,
     LayoutImage,
     PortMapping,
+    PullPolicy,
     ReadyWhen,
     Resources,
     RestartPolicy,
@@ -34,12 +36,20 @@ def _convert_name(value: object, spot: Spot) -> str | None:
     return convert.one(value, spot, '"web"', lambda text, _: values.parse_name(text))
 
 
-def _parse_image(text: str, spot: Spot) -> LayoutImage:
-    return values.parse_image(text, spot.base_dir, spot.check_paths)
+def _parse_image(text: str, spot: Spot) -> Image:
+    short_names = spot.findings.short_names
+    return values.parse_image(text, spot.base_dir, spot.check_paths, short_names)
 
 
-def _convert_image(value: object, spot: Spot) -> LayoutImage | None:
-    return convert.one(value, spot, '"oci:web-image:latest"', _parse_image)
+def _convert_image(value: object, spot: Spot) -> Image | None:
+    return convert.one(value, spot, '"docker.io/library/nginx:1.27"', _parse_image)
+
+
+def _convert_flag(value: object, spot: Spot) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    spot.wrong_type("true or false", value)
+    return None
 
 
 def _convert_command(value: object, spot: Spot) -> tuple[str, ...] | None:
@@ -141,8 +151,10 @@ def _convert_documentation(value: object, spot: Spot) -> tuple[str, ...] | None:
     )
 
 
-def _dump_image(image: LayoutImage, show: ShowPath) -> Json:
-    return {"path": show(image.path), "tag": image.tag}
+def _dump_image(image: Image, show: ShowPath) -> Json:
+    if isinstance(image, LayoutImage):
+        return {"path": show(image.path), "tag": image.tag}
+    return {"reference": image.reference}
 
 
 def _dump_port(port: PortMapping) -> Json:
@@ -347,13 +359,36 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         f"{values.NAME_RULE}",
         shown_default="required; in [containers.NAME], NAME",
     ),
-    Setting[LayoutImage](
+    Setting[Image](
         key="image",
         convert=_convert_image,
         default=REQUIRED,
         dump=_dump_image,
-        example='image = "oci:web-image:latest"',
-        help="the image, from an OCI image layout: oci:PATH[:TAG], TAG defaults to latest",
+        example='image = "docker.io/library/nginx:1.27"',
+        help="the image: a registry's fully qualified REGISTRY/REPOSITORY[:TAG][@DIGEST] "
+        "(a short name only where registries.conf has an alias for it), or an OCI image "
+        "layout, oci:PATH[:TAG]; TAG defaults to latest",
+    ),
+    Setting[PullPolicy](
+        key="pull",
+        convert=lambda value, spot: convert.choice(
+            value, spot, PullPolicy, "pull policy", PullPolicy.ALWAYS
+        ),
+        default=PullPolicy.MISSING,
+        dump=lambda policy, _: policy.value,
+        example='pull = "always"',
+        help="when `sdpod up` pulls a registry's image: "
+        '"missing", when none is stored under its reference; "always", each time (only '
+        'layers that changed are fetched); "never", then a missing image is an error',
+    ),
+    Setting[bool](
+        key="tls_verify",
+        convert=_convert_flag,
+        default=True,
+        dump=lambda flag, _: flag,
+        example="tls_verify = false",
+        help="false lets a registry's image come over plain HTTP, or HTTPS with a "
+        "certificate that is not verified: for a registry of your own on your LAN",
     ),
     Setting[tuple[str, ...] | None](
         key="command",

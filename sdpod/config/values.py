@@ -10,9 +10,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
-from sdpod.config.model import BindVolume, LayoutImage, PortMapping, Protocol
+from sdpod.config import imageref
+from sdpod.config.model import (
+    BindVolume,
+    Image,
+    LayoutImage,
+    PortMapping,
+    Protocol,
+    RegistryImage,
+)
 from sdpod.config.problems import Invalid
 
 NAME_RULE = (
@@ -33,7 +42,12 @@ _DOCUMENTATION_EXAMPLES = '"https://example.org/", "file:/usr/share/doc/x" or "m
 _VOLUME_SYNTAX = 'SOURCE:TARGET[:ro|rw], like "./www:/www:ro"'
 
 _LAYOUT_SYNTAX = '"oci:PATH[:TAG]", PATH relative to the directory of the TOML file'
+_REFERENCE_SYNTAX = (
+    "REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST], like "
+    '"docker.io/library/nginx:1.27", or "oci:PATH[:TAG]" for an image layout'
+)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_TAG_RULE = "up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
 _DEFAULT_TAG = "latest"
 
 
@@ -201,30 +215,84 @@ def path_problem(path: Path) -> str | None:
     return "does not exist"
 
 
-def parse_image(text: str, base_dir: Path, check_paths: bool = True) -> LayoutImage:
-    """Parse `oci:PATH[:TAG]` and check that PATH holds an OCI image layout.
+def parse_image(
+    text: str, base_dir: Path, check_paths: bool = True, short_names: Collection[str] = ()
+) -> Image:
+    """Parse `oci:PATH[:TAG]`, an image layout, or a registry's reference.
 
-    With `check_paths` false, a layout that does not exist is let through.
+    A short name (no registry) is only accepted where `short_names`, the aliases of the
+    user's registries.conf, has it: the image store expands it. With `check_paths` false,
+    neither a layout that does not exist nor an alias that is gone stops the file loading.
     """
-    if not text.startswith("oci:"):
-        raise Invalid(
-            'only "oci:" image layouts are supported so far: pulling from registries is '
-            f"not implemented yet (issue 4); valid: {_LAYOUT_SYNTAX}"
-        )
+    if text.startswith("oci:"):
+        return parse_layout(text, base_dir, check_paths)
+    return parse_registry_reference(text, short_names, check_aliases=check_paths)
 
+
+def parse_layout(text: str, base_dir: Path, check_paths: bool = True) -> LayoutImage:
+    """Parse `oci:PATH[:TAG]` and check that PATH holds an OCI image layout."""
     path_text, tag = _split_tag(text.removeprefix("oci:"))
     if not path_text:
         raise Invalid(f"the image layout path is empty; valid: {_LAYOUT_SYNTAX}")
     if not _TAG.fullmatch(tag):
-        raise Invalid(
-            f"invalid tag {_q(tag)}; valid: up to 128 letters, digits, '_', '.' and '-', "
-            "not starting with '.' or '-'"
-        )
+        raise Invalid(f"invalid tag {_q(tag)}; valid: {_TAG_RULE}")
 
     path = base_dir / path_text
     if check_paths:
         _check_layout(path, path_text)
     return LayoutImage(path, tag)
+
+
+def parse_registry_reference(
+    text: str, short_names: Collection[str] = (), check_aliases: bool = True
+) -> RegistryImage:
+    """Check a registry's reference by the grammar `sdpod.config.imageref` holds."""
+    if not text:
+        raise Invalid(f"the image is empty; valid: {_REFERENCE_SYNTAX}")
+    parts = imageref.split(text)
+    if parts.digest is not None and not imageref.DIGEST.fullmatch(parts.digest):
+        raise Invalid(
+            f"invalid digest {_q(parts.digest)}; valid: sha256: and 64 lower-case hex digits"
+        )
+    if parts.tag is not None and not _TAG.fullmatch(parts.tag):
+        raise Invalid(f"invalid tag {_q(parts.tag)}; valid: {_TAG_RULE}")
+    if imageref.qualified_name(parts.name):
+        _check_qualified(parts.name)
+    elif not imageref.PATH.fullmatch(parts.name):
+        raise Invalid(f"invalid image name {_q(parts.name)}; valid: {_REFERENCE_SYNTAX}")
+    elif check_aliases and parts.name not in short_names:
+        raise Invalid(_short_name_problem(parts))
+    return RegistryImage(text)
+
+
+def _check_qualified(name: str) -> None:
+    registry, _, repository = name.partition("/")
+    if not imageref.DOMAIN.fullmatch(registry):
+        raise Invalid(f"{_q(registry)} is not a registry host; valid: {_REFERENCE_SYNTAX}")
+    if not imageref.PATH.fullmatch(repository):
+        raise Invalid(
+            f"invalid repository {_q(repository)}; valid: lowercase letters, digits and "
+            "'/', '.', '_' or '-' between them"
+        )
+    if len(name) > imageref.MAX_NAME:
+        raise Invalid(
+            f"the name is {len(name)} characters long; valid: at most {imageref.MAX_NAME} "
+            "with the registry"
+        )
+
+
+def _short_name_problem(parts: imageref.Parts) -> str:
+    """A short name names no registry: say which one docker would have guessed."""
+    suggestion = imageref.docker_hub_name(parts.name)
+    if parts.tag is not None:
+        suggestion += f":{parts.tag}"
+    if parts.digest is not None:
+        suggestion += f"@{parts.digest}"
+    return (
+        f"{_q(parts.name)} is a short name, which names no registry; did you mean "
+        f"{_q(suggestion)}? valid: {_REFERENCE_SYNTAX}, or a short name that has an alias "
+        "in registries.conf"
+    )
 
 
 def _split_tag(reference: str) -> tuple[str, str]:

@@ -14,7 +14,6 @@ being fetched finish (or fail) before the error is reported.
 
 from __future__ import annotations
 
-import enum
 import io
 import logging
 from collections.abc import Sequence
@@ -22,6 +21,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+# One enum for the TOML's `pull` setting and this module: config may not import images.
+from sdpod.config.model import PullPolicy as PullPolicy
 from sdpod.errors import ImageError
 from sdpod.images import registries
 from sdpod.images.auth import credentials_for
@@ -38,12 +39,6 @@ log = logging.getLogger(__name__)
 
 # Layers fetched at once: enough to fill a home connection, few enough not to be rude.
 FETCH_THREADS = 3
-
-
-class PullPolicy(enum.Enum):
-    MISSING = "missing"  # pull when no image has the name
-    ALWAYS = "always"  # ask the registry each time; fetch only what changed
-    NEVER = "never"  # use the stored image or fail
 
 
 @dataclass(frozen=True)
@@ -73,9 +68,13 @@ def ensure(
             raise ImageError(
                 f"failed to find image {reference}: it is not stored and the pull policy is "
                 "'never'",
-                hint=f"pull it with `sdpod image pull {reference}`",
+                hint=f"pull it with `sdpod image pull {_pull_flags(options)}{reference}`",
             )
     return pull(store, reference, unpack, options, conf)
+
+
+def _pull_flags(options: PullOptions) -> str:
+    return "" if options.tls_verify else "--tls-verify=false "
 
 
 def pull(

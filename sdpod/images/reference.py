@@ -8,24 +8,25 @@ one-component name lives under `library/`, as `docker pull` has always read it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sdpod.config.imageref import (
+    DEFAULT_TAG,
+    DOCKER_HUB,
+    DOMAIN,
+    MAX_NAME,
+    PATH,
+    TAG,
+    is_qualified,
+)
+from sdpod.config.imageref import HUB_ALIASES as _HUB_ALIASES
 from sdpod.errors import ImageError
 from sdpod.images.digest import Digest
 
-DOCKER_HUB = "docker.io"
-DEFAULT_TAG = "latest"
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_DOMAIN_PART = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)"
-_DOMAIN = re.compile(rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-_MAX_NAME = 255
-# Names Docker Hub has been known by, all meaning docker.io.
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+# The grammar is shared with the TOML's checks (`sdpod.config.imageref`); re-exported
+# here for the modules of the image store.
+__all__ = ["DEFAULT_TAG", "DOCKER_HUB", "Reference", "is_qualified", "parse_reference"]
 
 _VALID = (
     "valid: [REGISTRY/]REPOSITORY[:TAG][@sha256:DIGEST] with a lower-case repository, "
@@ -62,11 +63,6 @@ class Reference:
         if self.digest is not None:
             text += f"@{self.digest}"
         return text
-
-
-def is_qualified(first: str) -> bool:
-    """Whether a name's first component names a registry rather than a repository."""
-    return "." in first or ":" in first or first == "localhost" or first.startswith("[")
 
 
 def parse_reference(text: str, aliases: Mapping[str, str] | None = None) -> Reference:
@@ -109,7 +105,7 @@ def _split_tag(rest: str, text: str) -> tuple[str, str | None]:
     head, colon, tag = rest.rpartition(":")
     if not colon or "/" in tag:
         return rest, None
-    if not _TAG.fullmatch(tag):
+    if not TAG.fullmatch(tag):
         raise ImageError(
             f"failed to parse image reference {text!r}: tag {tag!r} is not valid; a tag is "
             "up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
@@ -131,17 +127,17 @@ def _expand_short(name: str, aliases: Mapping[str, str], text: str) -> tuple[str
 
 
 def _check(registry: str, repository: str, text: str) -> None:
-    if not _DOMAIN.fullmatch(registry):
+    if not DOMAIN.fullmatch(registry):
         raise ImageError(
             f"failed to parse image reference {text!r}: {registry!r} is no registry host; " + _VALID
         )
-    if not _PATH.fullmatch(repository):
+    if not PATH.fullmatch(repository):
         raise ImageError(
             f"failed to parse image reference {text!r}: repository {repository!r} is not "
             "valid; " + _VALID
         )
-    if len(registry) + 1 + len(repository) > _MAX_NAME:
+    if len(registry) + 1 + len(repository) > MAX_NAME:
         raise ImageError(
-            f"failed to parse image reference {text!r}: the name is longer than {_MAX_NAME} "
+            f"failed to parse image reference {text!r}: the name is longer than {MAX_NAME} "
             "characters"
         )

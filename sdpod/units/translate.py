@@ -27,7 +27,8 @@ USEC_PER_SECOND = 1_000_000
 START_LIMIT_INTERVAL_SECONDS = 120
 START_LIMIT_BURST = 10
 # systemd's own default start timeout (DefaultTimeoutStartSec=), the least a container
-# gets; a health-gated start gets as long as its checks may take.
+# gets; a health-gated start gets as long as its checks may take. It need not cover
+# pulling the image: `sdpod up` pulls and unpacks it before it starts the unit.
 START_TIMEOUT_SECONDS = 90
 
 SLICE_PREFIX = "sdpod"

@@ -26,6 +26,8 @@ from sdpod.errors import ConfigError
 FIXTURES = (Path(__file__).parent.parent / "fixtures" / "config").resolve()
 ENVIRON = {"WEB_PORT": "8080", "EMPTY": "", "WWW": "www"}
 """The environment every fixture is loaded with, so that none depends on the caller's."""
+SHORT_NAMES = ("webapp",)
+"""Short names with a registries.conf alias, as if the user's file had them."""
 
 
 def _cases() -> list[Path]:
@@ -41,11 +43,11 @@ def test_fixture(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Loading by base name from the fixture directory shows the file by its base name.
     monkeypatch.chdir(FIXTURES)
     if model.exists():
-        project = load_project(Path(toml.name), ENVIRON)
+        project = load_project(Path(toml.name), ENVIRON, short_names=SHORT_NAMES)
         assert project_to_dict(project, FIXTURES) == json.loads(model.read_text())
     else:
         with pytest.raises(ConfigError) as raised:
-            load_project(Path(toml.name), ENVIRON)
+            load_project(Path(toml.name), ENVIRON, short_names=SHORT_NAMES)
         assert raised.value.problems == errors.read_text().splitlines()
 
 
