@@ -1,11 +1,12 @@
 """Real registries on loopback for the pull tests: Debian's `docker-registry` (distribution 2.8).
 
-One session starts three instances over one storage directory, each on 127.0.0.1 with a
+One session starts four instances over one storage directory, each on 127.0.0.1 with a
 free port and a configuration written here: `open` (no authentication; skopeo pushes the
 test images to it), `basic` (htpasswd, bcrypt) and `token` (the Bearer flow: the registry
 checks RS256 tokens against a certificate made here, and a token service this process
 serves on loopback signs them with `openssl` only for the right user and password).
-Every instance is a process this session started, and is stopped by its id.
+Every instance is a process this session started (`support.registry`, which the system
+tests of registry images use too), and is stopped by its id.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,11 +34,10 @@ from support.mkimage import (
     Layout,
     busybox_entries,
 )
+from support.registry import Instance, skopeo_push, start_registry, stop_registry
 
-REGISTRY = shutil.which("docker-registry")
 USER, PASSWORD = "sdpod", "s3cret-pass"
 SERVICE, ISSUER = "sdpod-test", "sdpod-test-issuer"
-START_TIMEOUT = 20.0
 BIG_LAYERS = 6
 BIG_LAYER_BYTES = 3 << 20
 
@@ -47,63 +46,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "registry: pulls from real registries on loopback (docker-registry, skopeo)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until(
-    probe: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def answers(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-@dataclass
-class Instance:
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-
-def start_registry(
-    directory: Path, name: str, storage: Path, auth: str = "", tls: str = ""
-) -> Instance:
-    port = free_port()
-    config = directory / f"{name}.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {storage}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n{tls}" + auth
-    )
-    assert REGISTRY is not None
-    log = (directory / f"{name}.log").open("wb")
-    process = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=log, stderr=log)
-    instance = Instance(name, port, process)
-    wait_until(lambda: answers(port) or process.poll() is not None, START_TIMEOUT, name)
-    if process.poll() is not None:
-        raise AssertionError(f"registry {name} exited: {(directory / f'{name}.log').read_text()}")
-    return instance
 
 
 def b64url(data: bytes) -> str:
@@ -275,12 +217,6 @@ def make_certificates(directory: Path) -> tuple[Path, str]:
     return directory / "ca.crt", tls
 
 
-def skopeo_push(source: str, dest: str, *extra: str) -> None:
-    argv = ["skopeo", "copy", "--dest-tls-verify=false", *extra, source, f"docker://{dest}"]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr}"
-
-
 def marker_layer(text: str) -> list[Entry]:
     return [Dir("etc"), File("etc/which", text.encode())]
 
@@ -362,10 +298,5 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
         yield Registries(*started, tokens=tokens, images=images, ca=ca)
     finally:
         for instance in started:
-            instance.process.terminate()
-            try:
-                instance.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                instance.process.kill()
-                instance.process.wait()
+            stop_registry(instance)
         tokens.server.shutdown()

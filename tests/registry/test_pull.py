@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from registry.conftest import PASSWORD, USER, Registries, free_port, wait_until
+from registry.conftest import PASSWORD, USER, Registries
+from support.registry import free_port, wait_until
 from support.trees import tree
 
 from sdpod.images.layout import ImageLayout

@@ -1,0 +1,176 @@
+"""`sdpod up` of a TOML whose image comes from a registry on loopback.
+
+A registry of this test's own (`support.registry`) runs on 127.0.0.1 of the host, which
+the sandbox host shares; skopeo pushes the busybox test image into it. The installed
+`sdpod` runs as the sandbox's test user, pulls over plain HTTP (`tls_verify = false`)
+into that user's store, rootless, and starts the container. Each test pushes to a
+repository of its own, so none sees another's pushes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox import SandboxHost
+from support.mkimage import File
+from support.registry import Instance, skopeo_push, start_registry, stop_registry
+
+from system.helpers import Project, build_image, container_toml, free_port
+from system.test_first_light import (
+    assert_clean_failure,
+    assert_nothing_left,
+    assert_running,
+    ok,
+)
+
+pytestmark = pytest.mark.system
+
+TOOLS = ("docker-registry", "skopeo")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    """One registry without authentication, stopped by its process at the end."""
+    for tool in TOOLS:
+        if shutil.which(tool) is None:
+            message = f"{tool} is not installed (scripts/install --test installs it)"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+    directory = tmp_path_factory.mktemp("registry")
+    instance = start_registry(directory, "images", directory / "storage")
+    try:
+        yield instance
+    finally:
+        stop_registry(instance)
+
+
+@pytest.fixture
+def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
+    """A busybox web project of the test user, brought down at teardown: that only keeps
+    a failed test from leaking a running container; each test checks its own `down`."""
+    name = f"pulled-{secrets.token_hex(3)}"
+    made = Project.create(sandbox, sandbox.user, user_dir / name, name, free_port())
+    yield made
+    made.down()
+
+
+def push(registry: Instance, build_dir: Path, repository: str, version: str) -> str:
+    """Build the busybox image with `/version` naming `repository` and `version`, push it
+    as REPOSITORY:1, and return that reference. No two repositories share an image."""
+    layout = build_dir / f"{repository.replace('/', '-')}-{version}"
+    build_image(layout, [File("version", f"{repository} {version}\n".encode())])
+    reference = f"{registry.host}/{repository}:1"
+    skopeo_push(f"oci:{layout}:latest", reference)
+    return reference
+
+
+def use_image(project: Project, reference: str, pull: str) -> None:
+    """Point the project's TOML at `reference`, over plain HTTP, with pull policy `pull`."""
+    text = container_toml(project.name, project.port, image=reference)
+    project.rewrite(text + f"pull = {json.dumps(pull)}\ntls_verify = false\n")
+
+
+def listed_id(project: Project, reference: str) -> str | None:
+    """The id `sdpod image ls` shows for `reference` (REPOSITORY TAG ID ...), if listed."""
+    listing = project.sdpod("image", "ls")
+    assert listing.returncode == 0, ok(listing)
+    name, _, tag = reference.rpartition(":")
+    for row in (line.split() for line in listing.stdout.splitlines()):
+        if row[:2] == [name, tag]:
+            return row[2]
+    return None
+
+
+def lower_dir(project: Project) -> str:
+    """The image root filesystem the container's overlay is made of, from its config.json."""
+    config = json.loads((project.container_dir / "config.json").read_text())
+    overlay = json.loads(config["annotations"]["io.sdpod.rootfs.overlay"])
+    return str(overlay["lower"])
+
+
+def remove_image(project: Project, reference: str) -> None:
+    removed = project.sdpod("image", "rm", reference)
+    assert removed.returncode == 0, ok(removed)
+
+
+def test_up_pulls_the_image_and_runs_it(
+    project: Project, registry: Instance, tmp_path: Path
+) -> None:
+    reference = push(registry, tmp_path, f"sdpod/busybox-{project.name}", "1")
+    use_image(project, reference, "missing")
+    assert listed_id(project, reference) is None
+
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    # Not a terminal: the pull's progress comes as plain lines on stderr.
+    assert re.search(rf"{re.escape(reference)}: fetching \d+ layer", up.stderr), ok(up)
+    assert f"unpacking {reference}" in up.stderr, ok(up)
+    assert_running(project)
+    image_id = listed_id(project, reference)
+    assert image_id is not None
+    assert image_id in lower_dir(project)
+
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+    remove_image(project, reference)
+
+
+def test_pull_never_without_the_image_fails_clearly(
+    project: Project, registry: Instance, tmp_path: Path
+) -> None:
+    reference = push(registry, tmp_path, f"sdpod/never-{project.name}", "1")
+    use_image(project, reference, "never")
+    assert listed_id(project, reference) is None
+    units_before = project.sdpod_units()
+
+    stderr = assert_clean_failure(project.up(), project, units_before)
+    assert reference in stderr, stderr
+    assert "'never'" in stderr, stderr
+    assert f"sdpod image pull --tls-verify=false {reference}" in stderr, stderr
+    assert listed_id(project, reference) is None
+
+
+def test_pull_always_replaces_the_container_once_the_tag_moves(
+    project: Project, registry: Instance, tmp_path: Path
+) -> None:
+    repository = f"sdpod/moving-{project.name}"
+    reference = push(registry, tmp_path, repository, "1")
+    use_image(project, reference, "always")
+
+    first = project.up()
+    assert first.returncode == 0, ok(first)
+    before = assert_running(project)
+    first_id = listed_id(project, reference)
+    assert first_id is not None and first_id in lower_dir(project)
+
+    # Asking the registry again for the same image changes nothing.
+    again = project.up()
+    assert again.returncode == 0, ok(again)
+    assert "already running" in again.stdout, ok(again)
+    assert project.show()["MainPID"] == before["MainPID"]
+
+    assert push(registry, tmp_path, repository, "2") == reference
+    moved = project.up()
+    assert moved.returncode == 0, ok(moved)
+    assert "replaced, running" in moved.stdout, ok(moved)
+    after = assert_running(project)
+    assert after["MainPID"] != before["MainPID"]
+    second_id = listed_id(project, reference)
+    assert second_id is not None and second_id != first_id
+    assert second_id in lower_dir(project)
+
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
+    remove_image(project, reference)
+    # The first image lost its name to the second: it is removed by its id.
+    remove_image(project, first_id)
