@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,15 @@ from sandbox import SandboxHost
 from support.mkimage import File
 from support.registry import Instance, skopeo_push, start_registry, stop_registry
 
-from system.helpers import Project, build_image, container_toml, free_port
+from system.helpers import (
+    EXAMPLES,
+    Project,
+    build_image,
+    container_toml,
+    fetch,
+    free_port,
+    refuses,
+)
 from system.test_first_light import (
     assert_clean_failure,
     assert_nothing_left,
@@ -174,3 +183,36 @@ def test_pull_always_replaces_the_container_once_the_tag_moves(
     remove_image(project, reference)
     # The first image lost its name to the second: it is removed by its id.
     remove_image(project, first_id)
+
+
+def test_root_pulls_into_the_system_store(
+    sandbox: SandboxHost, registry: Instance, user_dir: Path, tmp_path: Path
+) -> None:
+    # As root the layers are applied in sdpod's own process, owners kept, into
+    # /var/lib/sdpod; the container is a system service.
+    name = f"rootpull-{secrets.token_hex(3)}"
+    reference = push(registry, tmp_path, f"sdpod/{name}", "1")
+    port = free_port()
+    shutil.copytree(EXAMPLES / "www", user_dir / "www")
+    toml = user_dir / "root.toml"
+    text = container_toml(name, port, image=reference)
+    toml.write_text(text + 'pull = "always"\ntls_verify = false\n')
+
+    def as_root(*argv: str) -> subprocess.CompletedProcess[str]:
+        return sandbox.run_as_root(list(argv), check=False, timeout=90)
+
+    try:
+        up = as_root("sdpod", "up", str(toml))
+        assert up.returncode == 0, up.stderr
+        assert fetch(f"http://127.0.0.1:{port}/") == (EXAMPLES / "www/index.html").read_text()
+        state = as_root("systemctl", "show", "-p", "ActiveState", f"sdpod-{name}.service")
+        assert state.stdout.strip() == "ActiveState=active", state.stdout
+        listing = as_root("sdpod", "image", "ls")
+        repository = reference.rpartition(":")[0]
+        assert any(line.split()[:2] == [repository, "1"] for line in listing.stdout.splitlines())
+    finally:
+        down = as_root("sdpod", "down", str(toml))
+    assert down.returncode == 0, down.stderr
+    assert refuses(port)
+    removed = as_root("sdpod", "image", "rm", reference)
+    assert removed.returncode == 0, removed.stderr
