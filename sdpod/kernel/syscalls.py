@@ -5,16 +5,16 @@ call libc through cffi. Each checks the result and raises `OSError(errno, strerr
 path)` through `_check`, so a failure always names the call and the path it was about.
 Constants are spelled as in the kernel's headers.
 
-This module must stay importable between fork and exec: it imports only cffi and os.
+This module must stay importable between fork and exec: it imports only the
+pre-parsed declarations of `_libc` (cffi's backend) and os.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import platform
 
-import cffi
+from sdpod.kernel._libc import ffi as _ffi
 
 # <sched.h>
 CLONE_NEWNS = 0x00020000
@@ -60,26 +60,7 @@ PR_SET_NO_NEW_PRIVS = 38
 # pivot_root has no glibc wrapper; its number differs between architectures.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
-_ffi = cffi.FFI()
-_ffi.cdef(
-    """
-    int unshare(int flags);
-    int setns(int fd, int nstype);
-    int mount(const char *source, const char *target, const char *filesystemtype,
-              unsigned long mountflags, const void *data);
-    int umount2(const char *target, int flags);
-    int sethostname(const char *name, size_t len);
-    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
-              unsigned long arg5);
-    long syscall(long number, ...);
-    struct mount_attr {
-        uint64_t attr_set;
-        uint64_t attr_clr;
-        uint64_t propagation;
-        uint64_t userns_fd;
-    };
-    """
-)
+# The declarations were parsed once, ahead of time (see ffi_build.py).
 _libc = _ffi.dlopen(None)
 
 
@@ -118,9 +99,9 @@ def umount(target: str, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    number = _SYS_PIVOT_ROOT.get(platform.machine())
+    number = _SYS_PIVOT_ROOT.get(os.uname().machine)
     if number is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {os.uname().machine}")
     result = _libc.syscall(
         _ffi.cast("long", number),
         _ffi.new("char[]", new_root.encode()),
