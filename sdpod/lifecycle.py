@@ -148,17 +148,16 @@ def up(file: Path, say: Say, debug: bool = False) -> None:
     """Start every container of `file` that is not running as the file says."""
     project = load(file)
     with session(project, debug) as context:
-        for container in readiness.start_order(project):
-            _up_one(container, context, say)
+        # Every image is imported or pulled before any container starts: a pull that
+        # fails leaves the project as it was, rather than half started.
+        wants = [desired(container, context) for container in readiness.start_order(project)]
+        for want in wants:
+            bring_up(want, context, say)
 
 
 def is_running(manager: Manager, unit: str) -> bool:
     state = manager.unit_property(unit, UNIT_INTERFACE, "ActiveState")
     return state in RUNNING_STATES
-
-
-def _up_one(container: Container, context: _Context, say: Say) -> None:
-    bring_up(desired(container, context), context, say)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from system.test_first_light import (
     assert_clean_failure,
     assert_nothing_left,
     assert_running,
+    errors_of,
     ok,
 )
 
@@ -183,6 +184,33 @@ def test_pull_always_replaces_the_container_once_the_tag_moves(
     remove_image(project, reference)
     # The first image lost its name to the second: it is removed by its id.
     remove_image(project, first_id)
+
+
+def test_a_failed_pull_starts_no_container_of_the_file(
+    project: Project, registry: Instance, tmp_path: Path
+) -> None:
+    # The first container's image is there; the second's repository was never pushed.
+    reference = push(registry, tmp_path, f"sdpod/first-{project.name}", "1")
+    missing = f"{registry.host}/sdpod/absent-{project.name}:1"
+    project.rewrite(
+        f"[containers.{project.name}]\n"
+        f"image = {json.dumps(reference)}\n"
+        'command = ["httpd", "-f", "-p", "80"]\n'
+        f'ports = ["127.0.0.1:{project.port}:80"]\n'
+        "tls_verify = false\n\n"
+        f"[containers.{project.name}-2]\n"
+        f"image = {json.dumps(missing)}\n"
+        "tls_verify = false\n"
+    )
+    units_before = project.sdpod_units()
+
+    up = project.up()
+    assert up.returncode == 1, ok(up)
+    assert missing.rpartition(":")[0] in errors_of(up.stderr), ok(up)
+    assert project.sdpod_units() == units_before
+    assert not project.container_dir.exists()
+    assert listed_id(project, reference) is not None
+    remove_image(project, reference)
 
 
 def test_root_pulls_into_the_system_store(
