@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdpod import paths
+from sdpod import paths, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import Container, LayoutImage, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
-from sdpod.images import registries
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
@@ -137,16 +136,9 @@ def session(project: Project, debug: bool = False) -> Iterator[Context]:
         yield _Context(manager, store, rootless, init, debug, project)
 
 
-def load(file: Path) -> Project:
-    """Read `file` to start its containers: its short image names may be the aliases that
-    the user's registries.conf gives (config does not read the image store's files)."""
-    aliases = registries.load().aliases or {}
-    return load_project(file, short_names=aliases.keys())
-
-
 def up(file: Path, say: Say, debug: bool = False) -> None:
     """Start every container of `file` that is not running as the file says."""
-    project = load(file)
+    project = projects.load(file)
     with session(project, debug) as context:
         # Every image is imported or pulled before any container starts: a pull that
         # fails leaves the project as it was, rather than half started.

@@ -13,7 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
-from sdpod import lifecycle
+from sdpod import lifecycle, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import SystemdError
@@ -28,7 +28,7 @@ LINGER_DIR = Path("/var/lib/systemd/linger")
 
 def enable(file: Path, say: lifecycle.Say, debug: bool = False) -> None:
     """Make every container of `file` start at boot; start none that is not running."""
-    project = lifecycle.load(file)
+    project = projects.load(file)
     with lifecycle.session(project, debug) as context:
         _check_unit_path(context.manager)
         for container in project.containers:

@@ -15,9 +15,9 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.argument("file", type=_FILE)
 def check(file: Path) -> None:
     """Validate FILE; report every problem and exit 1 if there is any."""
-    from sdpod.config.load import load_project
+    from sdpod import projects
 
-    project = load_project(file)
+    project = projects.load(file)
     names = ", ".join(container.name for container in project.containers)
     click.echo(f"{file}: valid; containers: {names}")
 
@@ -27,10 +27,10 @@ def check(file: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
 def config(file: Path, as_json: bool) -> None:
     """Print the normalised model of FILE, with every default filled in."""
+    from sdpod import projects
     from sdpod.config.dump import project_to_dict
-    from sdpod.config.load import load_project
 
-    model = project_to_dict(load_project(file))
+    model = project_to_dict(projects.load(file))
     if as_json:
         click.echo(json.dumps(model, indent=2))
         return
