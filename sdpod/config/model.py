@@ -144,9 +144,14 @@ class Container:
     pull: PullPolicy = PullPolicy.MISSING
     tls_verify: bool = True
     command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    working_dir: str | None = None
+    user: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     ports: tuple[PortMapping, ...] = ()
     volumes: tuple[BindVolume, ...] = ()
+    hostname: str | None = None
+    read_only: bool = False
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     restart_delay: float = 1.0
     stop_signal: int = 15

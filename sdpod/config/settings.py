@@ -399,6 +399,39 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         help="the command to run, a list of words or one string split like a shell does",
         shown_default="the image's",
     ),
+    Setting[tuple[str, ...] | None](
+        key="entrypoint",
+        convert=_convert_command,
+        default=None,
+        dump=lambda words, _: None if words is None else list(words),
+        example='entrypoint = ["/usr/bin/tini", "--"]',
+        help="replaces the image's entrypoint, the words before the command; as with "
+        "docker, setting it also drops the image's command",
+        shown_default="the image's",
+    ),
+    Setting[str | None](
+        key="working_dir",
+        convert=lambda value, spot: convert.one(
+            value, spot, '"/srv"', lambda text, _: values.parse_absolute_path(text)
+        ),
+        default=None,
+        dump=lambda path, _: path,
+        example='working_dir = "/srv"',
+        help="the directory the command starts in, an absolute path in the container",
+        shown_default="the image's",
+    ),
+    Setting[str | None](
+        key="user",
+        convert=lambda value, spot: convert.one(
+            value, spot, '"www"', lambda text, _: values.parse_user(text)
+        ),
+        default=None,
+        dump=lambda user, _: user,
+        example='user = "www:www"',
+        help="the user (and group) the command runs as: NAME, UID, NAME:GROUP or UID:GID, "
+        "names from the image's /etc/passwd and /etc/group",
+        shown_default="the image's",
+    ),
     Setting[tuple[tuple[str, str], ...]](
         key="env",
         convert=_convert_env,
@@ -423,6 +456,26 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=lambda volumes, show: [_dump_volume(volume, show) for volume in volumes],
         example='volumes = ["./www:/www:ro"]',
         help="bind mounts: SOURCE:TARGET[:ro|rw], SOURCE relative to the TOML file",
+    ),
+    Setting[str | None](
+        key="hostname",
+        convert=lambda value, spot: convert.one(
+            value, spot, '"web"', lambda text, _: values.parse_hostname(text)
+        ),
+        default=None,
+        dump=lambda name, _: name,
+        example='hostname = "web.home.arpa"',
+        help="the container's host name",
+        shown_default="the container's name",
+    ),
+    Setting[bool](
+        key="read_only",
+        convert=_convert_flag,
+        default=False,
+        dump=lambda flag, _: flag,
+        example="read_only = true",
+        help="mount the image's files read-only; /tmp, /var/tmp and /run get empty tmpfs "
+        "file systems, volumes keep their own mode",
     ),
     Setting[RestartPolicy](
         key="restart",

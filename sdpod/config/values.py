@@ -316,3 +316,35 @@ def _check_layout(path: Path, path_text: str) -> None:
             f"{_q(path_text)} is not an OCI image layout: its oci-layout file {reason}; "
             f"valid: {_LAYOUT_SYNTAX}"
         )
+
+
+def parse_absolute_path(text: str) -> str:
+    path = PurePosixPath(text)
+    if not text.startswith("/") or ".." in path.parts:
+        raise Invalid(f"{_q(text)} is not an absolute path without '..'; valid: like /srv")
+    return str(path)
+
+
+_USER_PART = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}", re.IGNORECASE)
+
+
+def parse_user(text: str) -> str:
+    """`NAME`, `UID`, `NAME:GROUP` or `UID:GID`; names are looked up in the image later."""
+    parts = text.split(":")
+    if len(parts) > 2 or not all(_USER_PART.fullmatch(part) for part in parts):
+        raise Invalid("not a user; valid: NAME, UID, NAME:GROUP or UID:GID, like www or 33:33")
+    if any(part.isdigit() and int(part) > 4294967294 for part in parts):
+        raise Invalid("an id is larger than 4294967294, the largest Linux allows")
+    return text
+
+
+_HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*", re.I)
+
+
+def parse_hostname(text: str) -> str:
+    if len(text) > 64 or not _HOSTNAME.fullmatch(text):
+        raise Invalid(
+            "not a host name; valid: up to 64 characters, dot-separated labels of letters, "
+            "digits and '-', like web.home.arpa"
+        )
+    return text

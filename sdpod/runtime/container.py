@@ -80,6 +80,8 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         syscalls.sethostname(spec.get("hostname", ""))
         syscalls.set_link_up("lo")
         _pivot_into(rootfs)
+        if spec["root"].get("readonly"):
+            _make_root_read_only()
         if os.read(channels.go, 1) != b"g":
             os._exit(1)
         _exec_process(spec["process"], channels.errors)
@@ -108,6 +110,13 @@ def _build_root(spec: dict[str, Any], rootfs: str, lower_tree: int) -> None:
 def _overlay_data(dirs: dict[str, str]) -> str:
     # userxattr: an unprivileged overlay keeps its metadata in user.* xattrs (overlayfs docs).
     return f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']},userxattr"
+
+
+def _make_root_read_only() -> None:
+    # A bind remount changes only the root's own mount: volumes and the tmpfs mounts on
+    # top keep their modes. The flags the kernel locked on it must be repeated.
+    flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+    syscalls.mount(None, "/", None, flags | mounts.locked_flags("/"))
 
 
 def _pivot_into(rootfs: str) -> None:

@@ -214,13 +214,13 @@ def _make_target(target: str, source: str | None) -> None:
         os.mkdir(target, 0o755)
 
 
-def _locked_flags(path: str) -> int:
+def locked_flags(path: str) -> int:
     current = os.statvfs(path).f_flag
     return sum(ms for st, ms in _LOCKED_STATVFS_FLAGS.items() if current & st)
 
 
 def _remount_read_only(target: str, extra: int = 0) -> None:
-    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | extra | _locked_flags(target)
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY | extra | locked_flags(target)
     syscalls.mount(None, target, None, flags)
 
 

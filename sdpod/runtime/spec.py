@@ -98,9 +98,16 @@ class BundleLayout:
 
 
 def process_args(container: Container, image: ImageDefaults) -> list[str]:
-    """The command line, as Docker defines it: the entrypoint, then the command."""
-    command = list(container.command) if container.command is not None else list(image.cmd)
-    args = list(image.entrypoint) + command
+    """The command line, as Docker defines it: the entrypoint, then the command.
+
+    An entrypoint set in the TOML drops the image's command along with its entrypoint.
+    """
+    if container.entrypoint is not None:
+        entrypoint, default_command = list(container.entrypoint), []
+    else:
+        entrypoint, default_command = list(image.entrypoint), list(image.cmd)
+    command = list(container.command) if container.command is not None else default_command
+    args = entrypoint + command
     if not args:
         raise RuntimeSetupError(
             f"failed to build the command of container {container.name}: "
@@ -199,6 +206,12 @@ def _volume_mounts(container: Container) -> list[dict[str, Any]]:
     return mounts
 
 
+def _scratch_mounts() -> list[dict[str, Any]]:
+    """What a read-only container may still write, empty at each start, as podman gives."""
+    options = ["nosuid", "nodev", "mode=1777"]
+    return [_mount(path, "tmpfs", "tmpfs", options) for path in ("/tmp", "/var/tmp", "/run")]
+
+
 def _etc_mounts(etc: Path) -> list[dict[str, Any]]:
     return [
         _mount(f"/etc/{name}", "bind", str(etc / name), ["bind", "rw"])
@@ -240,7 +253,8 @@ def build_spec(
     `idmap_lower` says that the image's files carry the image's own ids, which an
     idmapped mount must shift into the container's range (root mode).
     """
-    uid, gid, extra_gids = resolve_user(image.user, layout.lower)
+    user = container.user if container.user is not None else image.user
+    uid, gid, extra_gids = resolve_user(user, layout.lower)
     args, init_mounts = _with_init(process_args(container, image), init)
     namespaces = ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"]
     overlay = {
@@ -256,17 +270,18 @@ def build_spec(
             "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
             "args": args,
             "env": process_env(container, image),
-            "cwd": image.working_dir or "/",
+            "cwd": container.working_dir or image.working_dir or "/",
             "noNewPrivileges": True,
             # Only the bounding set is applied so far; root's effective and permitted
             # sets follow from it at exec, and other users start with none.
             "capabilities": {"bounding": list(capabilities.DEFAULT)},
         },
-        "root": {"path": "rootfs", "readonly": False},
-        "hostname": container.name,
+        "root": {"path": "rootfs", "readonly": container.read_only},
+        "hostname": container.hostname or container.name,
         "mounts": default_mounts()
         + init_mounts
         + _etc_mounts(layout.etc)
+        + (_scratch_mounts() if container.read_only else [])
         + _volume_mounts(container),
         "linux": {
             "uidMappings": _id_map(mapping.uids),

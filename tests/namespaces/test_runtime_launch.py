@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.mkimage import build_busybox_image
@@ -57,7 +58,7 @@ echo "tap0=$(cat /sys/class/net/tap0/address >/dev/null && echo present)"
 """
 
 
-def run_probe(tmp_path: Path) -> dict[str, str]:
+def run_probe(tmp_path: Path, probe: str = PROBE, **settings: Any) -> dict[str, str]:
     image_dir = tmp_path / "image"
     build_busybox_image(image_dir, "latest")
     (tmp_path / "data").mkdir()
@@ -74,8 +75,9 @@ def run_probe(tmp_path: Path) -> dict[str, str]:
     container = Container(
         name="probe",
         image=LayoutImage(image_dir, "latest"),
-        command=("sh", "-c", PROBE),
+        command=("sh", "-c", probe),
         volumes=(BindVolume(tmp_path / "data", PurePosixPath("/data"), read_only=True),),
+        **settings,
     )
     layout = BundleLayout.under(tmp_path / "bundle", image.rootfs)
     spec = build_spec(
@@ -159,3 +161,32 @@ def test_capabilities_are_the_engines_default_set(seen: dict[str, str]) -> None:
     expected = sum(1 << capabilities.NAMES.index(name) for name in capabilities.DEFAULT)
     assert int(seen["bounding"], 16) == expected
     assert int(seen["effective"], 16) == expected
+
+
+READ_ONLY_PROBE = """
+echo "root_write=$(touch /probe 2>/dev/null && echo yes || echo no)"
+echo "tmp_write=$(touch /tmp/probe 2>/dev/null && echo yes || echo no)"
+echo "run_write=$(touch /run/probe 2>/dev/null && echo yes || echo no)"
+echo "uid=$(id -u)"
+echo "cwd=$(pwd)"
+echo "hostname=$(hostname)"
+"""
+
+
+def test_read_only_root_user_directory_and_host_name(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = tmp_path_factory.mktemp("readonly")
+    try:
+        seen = run_probe(
+            path,
+            READ_ONLY_PROBE,
+            read_only=True,
+            user="www",
+            working_dir="/www",
+            hostname="ro.home.arpa",
+        )
+    finally:
+        run_in_userns(MAPPING, lambda: shutil.rmtree(path))
+    assert (seen["root_write"], seen["tmp_write"], seen["run_write"]) == ("no", "yes", "yes")
+    assert (seen["uid"], seen["cwd"], seen["hostname"]) == ("33", "/www", "ro.home.arpa")

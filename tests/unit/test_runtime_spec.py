@@ -110,3 +110,24 @@ def test_volumes_are_bind_mounts_with_their_mode(rootfs: Path) -> None:
         "source": "/srv/www",
         "options": ["rbind", "ro"],
     }
+
+
+def test_a_toml_entrypoint_drops_the_images_command() -> None:
+    image = Image(entrypoint=("/entry",), cmd=("serve",))
+    assert oci.process_args(make_container(entrypoint=("/other",)), image) == ["/other"]
+    both = make_container(entrypoint=("/other",), command=("run",))
+    assert oci.process_args(both, image) == ["/other", "run"]
+
+
+def test_toml_user_directory_host_name_and_read_only_root(rootfs: Path) -> None:
+    container = make_container(
+        user="www", working_dir="/srv/app", hostname="web.home.arpa", read_only=True
+    )
+    spec = build(rootfs, container)
+    process = spec["process"]
+    assert process["user"] == {"uid": 33, "gid": 33, "additionalGids": [44]}  # type: ignore[index]
+    assert process["cwd"] == "/srv/app"  # type: ignore[index]
+    assert spec["hostname"] == "web.home.arpa"
+    assert spec["root"] == {"path": "rootfs", "readonly": True}
+    scratch = [m["destination"] for m in spec["mounts"] if m["type"] == "tmpfs"]  # type: ignore[attr-defined]
+    assert {"/tmp", "/var/tmp", "/run"} <= set(scratch)
