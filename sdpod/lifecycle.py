@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdpod import paths, projects
 from sdpod.config.load import load_project
-from sdpod.config.model import Container, LayoutImage, Project
+from sdpod.config.model import Container, LayoutImage, PortMapping, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
@@ -30,6 +30,7 @@ from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
 from sdpod.runtime import bundle
 from sdpod.runtime.idpool import IdPool
+from sdpod.runtime.launch import ports_of
 from sdpod.runtime.spec import (
     BundleLayout,
     build_spec,
@@ -231,6 +232,9 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
     if running and want.unchanged:
         say(f"{container.name}: already running as {unit}")
         return
+    # Ports the running container does not hold are checked before it is replaced: an
+    # edit that cannot start must not take the working container down with it.
+    ports.check_free([port for port in container.ports if port not in _held_ports(container)])
     replaced = remove_if_changed(want, context, running)
     ports.check_free(container.ports)
 
@@ -246,6 +250,12 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
         raise
     how = "replaced, running" if replaced else "running"
     say(f"{container.name}: {how} as {unit}{_published(container)}")
+
+
+def _held_ports(container: Container) -> list[PortMapping]:
+    """The ports the container's existing bundle publishes, none without a bundle."""
+    spec = bundle.read_spec(paths.container_dir(container.name))
+    return ports_of(spec) if spec else []
 
 
 def remove_if_changed(want: Desired, context: _Context, running: bool) -> bool:
@@ -327,9 +337,9 @@ def remove_container(container: Container, context: _Context) -> None:
         IdPool(paths.data_dir()).release(container.name)
 
 
-def remove(names: list[str], say: Say) -> None:
+def remove(names: list[str], say: Say, force: bool = False) -> None:
     """Delete stopped containers by name: those whose TOML file is gone, or was never
-    taken down. A running container is refused; `sdpod down FILE` stops it first."""
+    taken down. A running container is refused, unless `force` stops it first."""
     from sdpod import observe
 
     for name in names:
@@ -338,12 +348,12 @@ def remove(names: list[str], say: Say) -> None:
     with Manager.connect() as manager:
         for name in names:
             unit = f"sdpod-{name}.service"
-            if is_running(manager, unit):
+            if is_running(manager, unit) and not force:
                 raise SdpodError(
                     f"failed to remove container {name}: it is running as {unit}",
-                    hint=f"stop it with `sdpod down {owner_of(name) or 'FILE'}` first",
+                    hint=f"`sdpod down {owner_of(name) or 'FILE'}`, or `sdpod rm --force {name}`",
                 )
-            manager.reset_failed(unit)
+            manager.stop(unit)
             remove_container_files(name, _mapping_for(name, rootless))
             _remove_runtime_files(name)
             if rootless is None:

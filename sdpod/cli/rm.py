@@ -7,12 +7,13 @@ import click
 
 @click.command()
 @click.argument("names", nargs=-1, required=True)
-def rm(names: tuple[str, ...]) -> None:
-    """Delete the stopped containers NAMES: their files, overlay layer and records.
+@click.option("-f", "--force", is_flag=True, help="Stop running containers first.")
+def rm(names: tuple[str, ...], force: bool) -> None:
+    """Delete the containers NAMES: their files, overlay layer and records.
 
-    For containers whose TOML file is gone, or that a crash left behind; the images
-    stay. A running container is refused: `sdpod down FILE` stops and removes it.
+    For containers whose TOML file is gone, renamed or broken, or that a crash left
+    behind; the images stay. A running container is refused unless --force is given.
     """
     from sdpod import lifecycle
 
-    lifecycle.remove(list(names), click.echo)
+    lifecycle.remove(list(names), click.echo, force)

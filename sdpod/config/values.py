@@ -62,6 +62,13 @@ def parse_name(text: str, what: str = "container") -> str:
         raise Invalid(f"{what} name is {len(text)} characters long; valid: {NAME_RULE}")
     if not _NAME.fullmatch(text):
         raise Invalid(f"invalid {what} name; valid: {NAME_RULE}")
+    # sdpod-NAME-health.service and .timer run a container's health check: a container
+    # named NAME-health would share their unit names.
+    if what == "container" and text.endswith("-health"):
+        raise Invalid(
+            f"names ending in -health are kept for health checks' units; valid: {NAME_RULE}, "
+            "not ending in -health"
+        )
     return text
 
 
@@ -190,7 +197,8 @@ def _target_problem(target: str) -> str | None:
         return f"target {_q(target)} is not absolute; valid: an absolute path like /www"
     if ".." in PurePosixPath(target).parts:
         return f"target {_q(target)} contains '..'; valid: a path without '..'"
-    normal = str(PurePosixPath(target))
+    # POSIX lets a path keep two leading slashes; Linux reads them as one.
+    normal = str(PurePosixPath("/" + target.lstrip("/")))
     if normal in RESERVED_TARGETS or normal.startswith(("/proc/", "/sys/")):
         return (
             f"target {_q(target)} is made by sdpod for every container; valid: a path "

@@ -56,9 +56,23 @@ def main(bundle: Path) -> int:
     before = previous.status if previous else Status.STARTING
     if current.status is not before:
         _announce(container, current, annotate.readiness_of(spec))
-        if current.status is Status.UNHEALTHY:
+        if current.status is Status.UNHEALTHY and not _still_starting(name):
             act(check.on_unhealthy, f"sdpod-{name}.service")
     return 0
+
+
+def _still_starting(name: str) -> bool:
+    """Whether the container's unit still waits to be ready (a health-gated start).
+
+    Restarting it then would cancel the start job that `sdpod up` waits on and begin a
+    new one, for ever if the check never passes; instead the start fails on the unit's
+    own start timeout, which covers every check it allows, and `up` reports that.
+    """
+    from sdpod.units.manager import UNIT_INTERFACE, Manager
+
+    with Manager.connect() as manager:
+        active = manager.unit_property(f"sdpod-{name}.service", UNIT_INTERFACE, "ActiveState")
+    return bool(active == "activating")
 
 
 def run_check(container: exec.RunningContainer, check: HealthCheck) -> Outcome | None:

@@ -72,6 +72,9 @@ def timer_properties(container: Container, check: HealthCheck) -> list[Property]
         ("TimersMonotonic", ("a(st)", timers)),
         ("AccuracyUSec", ("t", _usec(accuracy))),
         ("BindsTo", ("as", [container.unit_name])),
+        # Bound to the container, the timer starts again with each of its restarts: five
+        # quick ones would hit the default start-rate limit and end the checks for good.
+        ("StartLimitIntervalUSec", ("t", 0)),
     ]
 
 

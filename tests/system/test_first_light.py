@@ -539,3 +539,40 @@ def test_rm_removes_a_stopped_container_whose_file_is_gone(make_project: MakePro
 
     unknown = project.sdpod("rm", project.name)
     assert unknown.returncode == 1 and "no such container" in unknown.stderr, ok(unknown)
+
+
+def test_rm_force_stops_and_removes_a_running_container(make_project: MakeProject) -> None:
+    project = make_project(unique("forced"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    assert_running(project)
+    Path(project.toml).rename(Path(project.toml).with_name("renamed.toml"))
+
+    removed = project.sdpod("rm", "--force", project.name)
+    assert removed.returncode == 0, ok(removed)
+    assert project.show()["LoadState"] == "not-found"
+    assert not project.container_dir.exists()
+    assert refuses(project.port)
+
+
+def test_a_failed_edit_keeps_the_running_container(make_project: MakeProject) -> None:
+    project = make_project(unique("keep"))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    before = assert_running(project)
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        text = Path(project.toml).read_text()
+        project.rewrite(text.replace(f"{project.port}:80", f"{taken}:80"))
+        edit = project.up()
+    assert edit.returncode == 1 and f"127.0.0.1:{taken}" in edit.stderr, ok(edit)
+    assert project.show()["MainPID"] == before["MainPID"]
+    assert fetch(project.url) == project.index_html
+
+    project.rewrite(text)
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)

@@ -27,6 +27,7 @@ def test_the_timer_and_service_of_a_check() -> None:
             ),
             ("AccuracyUSec", ("t", 1_000_000)),
             ("BindsTo", ("as", ["sdpod-web.service"])),
+            ("StartLimitIntervalUSec", ("t", 0)),
         ],
         "sdpod-web-health.service": [
             ("Description", ("s", "sdpod container web: health check")),
