@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -162,6 +163,10 @@ def close_fds_but(keep: int) -> None:
 
 
 def exec_command(args: list[str], env: dict[str, str]) -> NoReturn:
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
+    # exec: the command gets the default actions, as any other program's child would.
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(number, signal.SIG_DFL)
     try:
         os.execvpe(args[0], args, env)
     except OSError as error:

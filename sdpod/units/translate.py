@@ -118,6 +118,11 @@ def _process(container: Container, project: Project, exec_start: Sequence[str]) 
         ("NotifyAccess", ("s", "all" if others_notify else "main")),
         # The container manages its own sub-tree: the launcher makes its leaves there.
         ("Delegate", ("b", True)),
+        # Containers get SIGPIPE's default action, as under docker and podman, rather than
+        # systemd's default of ignoring it: then a container whose log relay has died
+        # stops at its next line of output and is restarted, instead of writing on
+        # into nothing.
+        ("IgnoreSIGPIPE", ("b", False)),
     ]
 
 

@@ -255,6 +255,35 @@ def test_a_killed_network_helper_restarts_the_container(make_project: MakeProjec
     assert_nothing_left(project)
 
 
+def test_a_killed_log_relay_restarts_a_container_that_writes(make_project: MakeProject) -> None:
+    # Without the relay the container's output would go nowhere: with SIGPIPE's default
+    # action it stops at its next line instead, and its restart brings a new relay.
+    project = make_project(unique("relay"))
+    ticking = ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
+    project.rewrite(container_toml(project.name, project.port, command=ticking))
+    up = project.up()
+    assert up.returncode == 0, ok(up)
+    before = project.show()
+    relays = [
+        pid
+        for pid in project.cgroup_pids(before["ControlGroup"], "supervisor")
+        if project.comm(pid) == "cat"
+    ]
+    assert relays, "no cat relay in the supervisor leaf"
+
+    kill = project.run(["kill", "-9", str(relays[0])])
+    assert kill.returncode == 0, ok(kill)
+
+    def restarted() -> dict[str, str] | None:
+        state = project.show()
+        fresh = state["MainPID"] not in ("0", before["MainPID"])
+        return state if state["ActiveState"] == "active" and fresh else None
+
+    wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to restart")
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+
+
 def test_stopping_the_unit_is_not_a_failure(make_project: MakeProject) -> None:
     # tini exits 143 after passing SIGTERM on; without SuccessExitStatus every stop,
     # `systemctl --user stop` included, would leave the unit failed.
