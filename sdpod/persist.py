@@ -17,6 +17,7 @@ from sdpod import lifecycle, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import SystemdError
+from sdpod.health import readiness
 from sdpod.health import service as checks
 from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
@@ -31,8 +32,13 @@ def enable(file: Path, say: lifecycle.Say, debug: bool = False) -> None:
     project = projects.load(file)
     with lifecycle.session(project, debug) as context:
         _check_unit_path(context.manager)
-        for container in project.containers:
-            _enable_one(container, context, file, say)
+        # Known before anything moves: restarting a container from its unit file also
+        # stops the containers that require it, which must come back as well.
+        running = {
+            c.name for c in project.containers if lifecycle.is_running(context.manager, c.unit_name)
+        }
+        for container in readiness.start_order(project):
+            _enable_one(container, context, file, say, container.name in running)
     if os.geteuid() != 0:
         warn_without_linger(_user_name())
 
@@ -49,13 +55,16 @@ def warn_without_linger(user: str, directory: Path = LINGER_DIR) -> None:
 
 
 def _enable_one(
-    container: Container, context: lifecycle.Context, file: Path, say: lifecycle.Say
+    container: Container,
+    context: lifecycle.Context,
+    file: Path,
+    say: lifecycle.Say,
+    running: bool,
 ) -> None:
     unit = container.unit_name
     manager = context.manager
     want = lifecycle.desired(container, context)
     units = lifecycle.unit_files(want)
-    running = lifecycle.is_running(manager, unit)
     if manager.unit_property(unit, UNIT_INTERFACE, "Transient"):
         # A transient unit's own file comes first in the unit path, and EnableUnitFiles
         # refuses a name that has one: the container moves to its unit file by a restart.

@@ -318,6 +318,27 @@ def test_enabled_health_gated_container_comes_back_with_its_checks(web: Project)
     assert not any(directory.glob(f"sdpod-{web.name}*")), sorted(directory.iterdir())
 
 
+@pytest.mark.system
+def test_enabling_a_running_pair_keeps_both_running(web: Project) -> None:
+    # Restarting the dependency from its unit file stops its dependent (Requires=);
+    # enable must bring that one back too.
+    db, port = f"{web.name}-db", free_port()
+    text = Path(web.toml).read_text().replace("[container]", f"[containers.{web.name}]")
+    text = text.replace(f'name = "{web.name}"\n', "")
+    text += f"depends_on = [{json.dumps(db)}]\n\n" + two_containers((db,), (port,))
+    web.rewrite(text)
+    succeeds(web.up())
+    db_unit = f"sdpod-{db}.service"
+
+    succeeds(web.sdpod("enable", web.toml))
+    serving(web)
+    state = web.run(["systemctl", "--user", "show", "-p", "ActiveState", "--value", db_unit])
+    assert state.stdout.strip() == "active", ok(state)
+
+    succeeds(web.down())
+    succeeds(web.sdpod("disable", web.toml))
+
+
 # -- a reboot of the whole host ---------------------------------------------------------
 
 
