@@ -87,6 +87,13 @@ def _split_command(text: str, spot: Spot) -> tuple[str, ...]:
     return tuple(words)
 
 
+# Linux refuses to exec with one environment string of 128 KiB or more (MAX_ARG_STRLEN),
+# or with arguments and environment over a quarter of the stack limit, 2 MiB by default:
+# found here, the error names the key; found at start, it names nothing.
+ENV_ENTRY_MAX = 131072
+ENV_TOTAL_MAX = 1 << 20
+
+
 def _convert_env(value: object, spot: Spot) -> tuple[tuple[str, str], ...] | None:
     if not isinstance(value, dict):
         spot.wrong_type('a table of strings like { GREETING = "hello" }', value)
@@ -100,8 +107,16 @@ def _convert_env(value: object, spot: Spot) -> tuple[tuple[str, str], ...] | Non
             at.wrong_type('a string like "hello"', text)
         elif "\0" in text:
             at.fail("the value contains a NUL character; valid: text without NUL", text)
+        elif len(f"{name}={text}".encode()) >= ENV_ENTRY_MAX:
+            at.fail(f"the variable is too long for exec(2); valid: under {ENV_ENTRY_MAX} bytes")
         else:
             pairs.append((name, text))
+    if sum(len(f"{n}={t}".encode()) + 1 for n, t in pairs) > ENV_TOTAL_MAX:
+        spot.fail(
+            f"the variables add up to more than exec(2) takes; valid: {ENV_TOTAL_MAX} "
+            "bytes in all, with room left for the command"
+        )
+        return None
     return tuple(pairs) if len(pairs) == len(value) else None
 
 
