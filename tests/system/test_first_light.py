@@ -201,6 +201,24 @@ def test_shipped_example_on_8080(sandbox: SandboxHost) -> None:
 # -- 2. systemd restarts a killed container --------------------------------------------
 
 
+def wait_for_restart(project: Project, before: dict[str, str]) -> dict[str, str]:
+    """The unit's state once it runs again under a main process other than `before`'s."""
+
+    def restarted() -> dict[str, str] | None:
+        state = project.show()
+        running = (state["ActiveState"], state["SubState"]) == ("active", "running")
+        fresh = state["MainPID"] not in ("0", before["MainPID"])
+        return state if running and fresh else None
+
+    return wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to run again")
+
+
+def supervisor_pids(project: Project, state: dict[str, str], command: str) -> list[int]:
+    """The processes named `command` in the unit's supervisor leaf."""
+    leaf = project.cgroup_pids(state["ControlGroup"], "supervisor")
+    return [pid for pid in leaf if project.comm(pid) == command]
+
+
 def test_killed_container_is_restarted(make_project: MakeProject) -> None:
     project = make_project(unique("restart"))
     up = project.up()
@@ -210,13 +228,7 @@ def test_killed_container_is_restarted(make_project: MakeProject) -> None:
     kill = project.run(["kill", "-9", before["MainPID"]])
     assert kill.returncode == 0, ok(kill)
 
-    def restarted() -> dict[str, str] | None:
-        state = project.show()
-        running = (state["ActiveState"], state["SubState"]) == ("active", "running")
-        fresh = state["MainPID"] not in ("0", before["MainPID"])
-        return state if running and fresh else None
-
-    after = wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to run again")
+    after = wait_for_restart(project, before)
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
     assert_running(project)
 
@@ -232,22 +244,13 @@ def test_a_killed_network_helper_restarts_the_container(make_project: MakeProjec
     up = project.up()
     assert up.returncode == 0, ok(up)
     before = assert_running(project)
-    helpers = [
-        pid
-        for pid in project.cgroup_pids(before["ControlGroup"], "supervisor")
-        if project.comm(pid) == "slirp4netns"
-    ]
+    helpers = supervisor_pids(project, before, "slirp4netns")
     assert helpers, "no slirp4netns in the supervisor leaf"
 
     kill = project.run(["kill", "-9", str(helpers[0])])
     assert kill.returncode == 0, ok(kill)
 
-    def restarted() -> dict[str, str] | None:
-        state = project.show()
-        fresh = state["MainPID"] not in ("0", before["MainPID"])
-        return state if state["ActiveState"] == "active" and fresh else None
-
-    wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to restart")
+    wait_for_restart(project, before)
     assert fetch(project.url) == project.index_html
 
     down = project.down()
@@ -264,22 +267,13 @@ def test_a_killed_log_relay_restarts_a_container_that_writes(make_project: MakeP
     up = project.up()
     assert up.returncode == 0, ok(up)
     before = project.show()
-    relays = [
-        pid
-        for pid in project.cgroup_pids(before["ControlGroup"], "supervisor")
-        if project.comm(pid) == "cat"
-    ]
+    relays = supervisor_pids(project, before, "cat")
     assert relays, "no cat relay in the supervisor leaf"
 
     kill = project.run(["kill", "-9", str(relays[0])])
     assert kill.returncode == 0, ok(kill)
 
-    def restarted() -> dict[str, str] | None:
-        state = project.show()
-        fresh = state["MainPID"] not in ("0", before["MainPID"])
-        return state if state["ActiveState"] == "active" and fresh else None
-
-    wait_for(restarted, RESTART_TIMEOUT, f"{project.unit} to restart")
+    wait_for_restart(project, before)
     down = project.down()
     assert down.returncode == 0, ok(down)
 
