@@ -22,26 +22,15 @@ from typing import Any
 import pytest
 from support.mkimage import build_busybox_image
 
+from namespaces.common import MAPPING, MARKS
 from sdpod.config.model import Container, LayoutImage
 from sdpod.errors import RuntimeSetupError
 from sdpod.images.store import ImageStore
-from sdpod.kernel.userns import IdMapping, IdRange, run_in_userns
+from sdpod.kernel.userns import run_in_userns
 from sdpod.runtime import bundle, cgroup, exec
 from sdpod.runtime.spec import BundleLayout, build_spec
 
-pytestmark = [
-    pytest.mark.namespaces,
-    pytest.mark.skipif(os.geteuid() != 0, reason="writes id maps and cgroups, which needs root"),
-    pytest.mark.skipif(
-        not (shutil.which("slirp4netns") and shutil.which("tini-static")),
-        reason="needs slirp4netns and tini-static (scripts/install installs both)",
-    ),
-]
-
-MAPPING = IdMapping(
-    uids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
-    gids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
-)
+pytestmark = MARKS
 
 PROBE = """
 echo "hostname=$(hostname)"
