@@ -31,6 +31,7 @@ from sdpod.images.layout import (
     MAX_JSON_BLOB,
     Descriptor,
     ImageLayout,
+    parse_object,
     resolve,
 )
 from sdpod.images.platforms import HostPlatform
@@ -103,7 +104,7 @@ def _import_layout_dir(
 def _import_oci_archive(
     store: ImageStore, archive: _Tar, options: ImportOptions, unpack: Unpack | None
 ) -> StoredImage:
-    index = _parse(archive.read("index.json", MAX_INDEX_JSON), f"{archive.path}: index.json")
+    index = parse_object(archive.read("index.json", MAX_INDEX_JSON), f"{archive.path}: index.json")
     manifests = [
         Descriptor.from_json(item, f"{archive.path}: index.json")
         for item in index.get("manifests") or []
@@ -327,13 +328,3 @@ def _descriptor_json(descriptor: Descriptor) -> dict[str, Any]:
         "digest": str(descriptor.digest),
         "size": descriptor.size,
     }
-
-
-def _parse(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        document = json.loads(data)
-    except ValueError as exc:
-        raise ImageError(f"failed to parse {where}: {exc}") from None
-    if not isinstance(document, dict):
-        raise ImageError(f"failed to parse {where}: expected a JSON object")
-    return document

@@ -151,7 +151,7 @@ class ImageLayout:
         with self.open_blob(descriptor, what) as blob:
             data = blob.read(MAX_JSON_BLOB + 1)
         check(what, path, descriptor.digest, descriptor.size, hash_bytes(data))
-        return _parse_object(data, f"{what} {path}")
+        return parse_object(data, f"{what} {path}")
 
     def index(self) -> list[Descriptor]:
         """The descriptors listed in index.json, in order."""
@@ -163,7 +163,7 @@ class ImageLayout:
             raise ImageError(f"failed to read {path}: {exc.strerror}") from None
         if len(data) > MAX_INDEX_JSON:
             raise ImageError(f"failed to read {path}: larger than {MAX_INDEX_JSON} bytes")
-        return _manifest_list(_parse_object(data, str(path)), str(path))
+        return _manifest_list(parse_object(data, str(path)), str(path))
 
     def tags(self) -> list[str]:
         names = (d.annotation(mt.REF_NAME) for d in self.index())
@@ -322,7 +322,8 @@ class _Resolver:
             )
 
 
-def _parse_object(data: bytes, where: str) -> dict[str, Any]:
+def parse_object(data: bytes, where: str) -> dict[str, Any]:
+    """A JSON object read from an image's file; ImageError naming `where` otherwise."""
     try:
         document = json.loads(data)
     except ValueError as exc:
