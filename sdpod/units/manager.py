@@ -42,6 +42,15 @@ NO_SUCH_UNIT = "org.freedesktop.systemd1.NoSuchUnit"
 FILE_NOT_FOUND = "org.freedesktop.DBus.Error.FileNotFound"
 UNLOAD_TIMEOUT_SECONDS = 10.0
 JOB_TIMEOUT_SECONDS = 120
+USER_BUS_HINT = (
+    "sdpod needs a running systemd user manager: log in through a session or run "
+    "`loginctl enable-linger $USER`, and check DBUS_SESSION_BUS_ADDRESS"
+)
+SYSTEM_BUS_HINT = (
+    "as root, sdpod runs containers as services of systemd itself, which must be PID 1; "
+    "where it is not (a container, a CI runner), the README's throwaway host "
+    "(`python3 tests/sandbox.py shell`) gives one"
+)
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,7 @@ class Manager:
         except (OSError, KeyError) as error:
             raise SystemdError(
                 f"failed to connect to the {'user' if user else 'system'} bus of systemd: {error}",
-                hint="sdpod needs a running systemd user manager: log in through a session "
-                "or run `loginctl enable-linger $USER`, and check DBUS_SESSION_BUS_ADDRESS",
+                hint=USER_BUS_HINT if user else SYSTEM_BUS_HINT,
             ) from None
         return cls(connection, user)
 
