@@ -8,7 +8,9 @@ so the checker steps into the unit's `supervisor` leaf to send them, and back ou
 it acts: a restart of the unit would kill it there.
 
 It prints only when the health changes, at notice level or above: the service's unit
-has LogLevelMax=notice, so that the journal gets no line for a passing check.
+has LogLevelMax=notice, so that the journal gets no line for a passing check. Its lines
+carry the identifier NAME-health: `journalctl --user -t NAME-health` finds them all,
+while `-u` misses those that journald reads after the checker has exited.
 """
 
 from __future__ import annotations

@@ -140,8 +140,12 @@ def journal_of(project: Project, since: float, *units: str) -> list[str]:
 def logged(project: Project, since: float, name: str, text: str) -> list[str]:
     """The health service's journal lines, once one of them starts with `text`."""
 
+    # By the checker's identifier rather than its unit: journald takes a line's unit from
+    # the writer's cgroup, and the checker has often exited by the time it looks.
+    argv = ["journalctl", "--user", "-o", "cat", "--no-pager", f"--since=@{since:.6f}"]
+
     def probe() -> list[str] | None:
-        lines = journal_of(project, since, f"sdpod-{name}-health.service")
+        lines = project.run([*argv, "-t", f"{name}-health"]).stdout.splitlines()
         return lines if any(line.startswith(text) for line in lines) else None
 
     return wait_for(probe, START_TIMEOUT, f"{text!r} in the health service's journal")
