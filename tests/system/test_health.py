@@ -451,17 +451,15 @@ def test_notify_waits_for_the_applications_ready(make_project: MakeProject) -> N
 
     up = start_up(project)
     try:
+        # The unit's main process is the launcher at first: the container can be entered
+        # once the launcher has written its init's PID, which a bounded poll waits for.
+        def entered() -> Completed | None:
+            listing = project.sdpod("exec", name, "ls", "-l", "/run/sdpod/notify")
+            return listing if listing.returncode == 0 else None
 
-        def launched() -> str | None:
-            state = show(project, project.unit, "ActiveState", "MainPID")
-            return (
-                "yes" if state["ActiveState"] == "activating" and state["MainPID"] != "0" else None
-            )
-
-        wait_for(launched, START_TIMEOUT, f"{project.unit} to be launched")
-        # The launcher has handed over and left; only the application's word is missing.
-        socket = project.sdpod("exec", name, "ls", "-l", "/run/sdpod/notify")
+        socket = wait_for(entered, START_TIMEOUT, f"{name} to be entered")
         assert socket.stdout.startswith("s"), ok(socket)
+        assert show(project, project.unit, "ActiveState")["ActiveState"] == "activating"
         assert up.poll() is None, "sdpod up returned before the application was ready"
         open_gate(project)
     finally:
