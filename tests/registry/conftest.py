@@ -52,32 +52,20 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def self_signed(key: Path, cert: Path, subject: str) -> None:
+    """A new RSA key and a certificate for `subject` that it signs itself, valid 2 days."""
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    argv += ["-keyout", str(key), "-out", str(cert), "-subj", subject]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
 class TokenService:
     """Signs registry tokens (the distribution token spec) for USER:PASSWORD only."""
 
     def __init__(self, directory: Path) -> None:
         self.key = directory / "token.key"
         self.cert = directory / "token.crt"
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                str(self.key),
-                "-out",
-                str(self.cert),
-                "-subj",
-                "/CN=sdpod-test-token",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self_signed(self.key, self.cert, "/CN=sdpod-test-token")
         der = subprocess.run(
             ["openssl", "x509", "-in", str(self.cert), "-outform", "DER"],
             check=True,
@@ -165,21 +153,7 @@ def make_certificates(directory: Path) -> tuple[Path, str]:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
 
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-subj",
-        "/CN=sdpod-test-ca",
-    )
+    self_signed(directory / "ca.key", directory / "ca.crt", "/CN=sdpod-test-ca")
     openssl(
         "req",
         "-newkey",

@@ -172,9 +172,7 @@ def test_up_serves_supervises_logs_lists_and_down_removes(make_project: MakeProj
     assert project.container_dir.is_dir()
     assert project.runtime_files() != []
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 def test_shipped_example_on_8080(sandbox: SandboxHost) -> None:
@@ -193,12 +191,17 @@ def test_shipped_example_on_8080(sandbox: SandboxHost) -> None:
         assert_logged_request(project, started)
         assert_listed(project, f"{examples}/web-image")
     finally:
-        down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+        down_cleanly(project)
 
 
 # -- 2. systemd restarts a killed container --------------------------------------------
+
+
+def down_cleanly(project: Project) -> None:
+    """`sdpod down` succeeds and leaves nothing of the container behind."""
+    down = project.down()
+    assert down.returncode == 0, ok(down)
+    assert_nothing_left(project)
 
 
 def wait_for_restart(project: Project, before: dict[str, str]) -> dict[str, str]:
@@ -232,9 +235,7 @@ def test_killed_container_is_restarted(make_project: MakeProject) -> None:
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1, (before, after)
     assert_running(project)
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 def test_a_killed_network_helper_restarts_the_container(make_project: MakeProject) -> None:
@@ -253,9 +254,7 @@ def test_a_killed_network_helper_restarts_the_container(make_project: MakeProjec
     wait_for_restart(project, before)
     assert fetch(project.url) == project.index_html
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 def test_a_killed_log_relay_restarts_a_container_that_writes(make_project: MakeProject) -> None:
@@ -292,9 +291,7 @@ def test_stopping_the_unit_is_not_a_failure(make_project: MakeProject) -> None:
     assert state["ActiveState"] != "failed", state
     assert state["LoadState"] == "not-found" or state["ActiveState"] == "inactive", state
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 # -- 3. up is idempotent ----------------------------------------------------------------
@@ -315,9 +312,7 @@ def test_second_up_changes_nothing(make_project: MakeProject) -> None:
     assert after["NRestarts"] == before["NRestarts"]
     assert bundle_files(project.container_dir) == files
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 def bundle_files(directory: Path) -> dict[str, int]:
@@ -398,9 +393,7 @@ def test_user_without_subids_runs_root_owned_image(sandbox: SandboxHost, nosub_d
         assert warning[0].lower().startswith("warning") and "root" in warning[0], warning
         assert_running(project)
     finally:
-        down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+        down_cleanly(project)
 
 
 def test_user_without_subids_is_told_why_an_image_cannot_be_used(
@@ -459,9 +452,7 @@ def test_container_failing_at_start_is_reported_and_can_be_fixed(
     assert again.returncode == 0, ok(again)
     assert_running(project)
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 def test_container_exiting_at_once_ends_failed_and_can_be_fixed(
@@ -488,9 +479,7 @@ def test_container_exiting_at_once_ends_failed_and_can_be_fixed(
     assert again.returncode == 0, ok(again)
     assert_running(project)
 
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
 
 # -- 8. whose container it is ------------------------------------------------------------
@@ -532,9 +521,7 @@ def test_down_works_once_the_files_the_toml_names_are_gone(make_project: MakePro
 
     removed = project.run(["rm", "-r", str(project.www), str(Path(project.directory) / "image")])
     assert removed.returncode == 0, ok(removed)
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)
 
     again = project.down()
     assert again.returncode == 0, ok(again)
@@ -596,6 +583,4 @@ def test_a_failed_edit_keeps_the_running_container(make_project: MakeProject) ->
     assert fetch(project.url) == project.index_html
 
     project.rewrite(text)
-    down = project.down()
-    assert down.returncode == 0, ok(down)
-    assert_nothing_left(project)
+    down_cleanly(project)

@@ -7,12 +7,12 @@ import os
 import secrets
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from sandbox import CGROUP_PREFIX, NOSUB_USER, SandboxHost, cgroup2_root, process_start_time
+
+from system.helpers import fetch
 
 pytestmark = pytest.mark.system
 
@@ -111,17 +111,3 @@ def namespaces_in_use(kind: str) -> set[str]:
             if entry.name.isdigit():
                 found.add(os.readlink(entry / "ns" / kind))
     return found
-
-
-def fetch(url: str, timeout: float = 10.0) -> str:
-    """GET `url`, retrying while the server inside is still starting."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                body: bytes = response.read()
-                return body.decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
