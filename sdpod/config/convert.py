@@ -19,6 +19,13 @@ V = TypeVar("V")
 E = TypeVar("E", bound=enum.Enum)
 
 
+def flag(value: object, spot: Spot) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    spot.wrong_type("true or false", value)
+    return None
+
+
 def string(value: object, spot: Spot, like: str) -> str | None:
     if isinstance(value, str):
         return value
@@ -147,3 +154,50 @@ def text_line(value: object, spot: Spot, like: str) -> str | None:
         spot.fail("the text holds a line break or control character; valid: one line", text)
         return None
     return text
+
+
+def texts_or_tables(
+    value: object,
+    spot: Spot,
+    like: str,
+    parse_text: Callable[[str, Spot], T],
+    parse_table: Callable[[dict[str, object], Spot], T | None],
+) -> tuple[T, ...] | None:
+    """A list whose items are each a string in a short form or a table in a long one."""
+    if not isinstance(value, list):
+        spot.wrong_type(f"a list of strings or tables like {like}", value)
+        return None
+    parsed: list[T] = []
+    for index, item in enumerate(value):
+        at = spot.child(index)
+        if isinstance(item, dict):
+            found = parse_table(item, at)
+        elif isinstance(item, str):
+            found = one(item, at, like, parse_text)
+        else:
+            at.wrong_type(f"a string or a table like {like}", item)
+            continue
+        if found is not None:
+            parsed.append(found)
+    return tuple(parsed) if len(parsed) == len(value) else None
+
+
+def string_table(
+    value: object, spot: Spot, like: str, parse: Callable[[str, object, Spot], T | None]
+) -> tuple[T, ...] | None:
+    """A table whose keys are names the user chooses, each value parsed with its key."""
+    if not isinstance(value, dict):
+        spot.wrong_type(f"a table like {like}", value)
+        return None
+    parsed = [parse(key, item, spot.child(key)) for key, item in value.items()]
+    found = [item for item in parsed if item is not None]
+    return tuple(found) if len(found) == len(parsed) else None
+
+
+def attempt(spot: Spot, value: object, parse: Callable[[], T]) -> T | None:
+    """`parse()`, with the `Invalid` it may raise recorded on `spot` against `value`."""
+    try:
+        return parse()
+    except Invalid as error:
+        spot.refuse(error, value)
+        return None

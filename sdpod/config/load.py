@@ -13,12 +13,14 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from sdpod.config import settings, values
+from sdpod.config.coherence import check_coherence, refuse_unsupported, share_networks
 from sdpod.config.dependencies import check_dependencies
+from sdpod.config.envfile import read_env_file
 from sdpod.config.locate import line_at, offset_locator
 from sdpod.config.model import Container, LayoutImage, PortMapping, Project
 from sdpod.config.problems import Findings, Invalid, Problem, Spot, render_path, render_problem
@@ -27,6 +29,7 @@ from sdpod.errors import ConfigError
 
 _TOP_KEYS = ("project", "container", "containers")
 _PULL_KEYS = ("pull", "tls_verify")
+DOTENV = ".env"
 _TOP_VALID = "valid: one [container] table, or [containers.NAME] tables"
 _DECODE_POSITION = re.compile(
     r"(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)"
@@ -43,7 +46,8 @@ def load_project(
     """Read `path` into a `Project`; raise `ConfigError` naming every problem in it.
 
     `${VAR}` references in string values are taken from `environ`, by default the
-    process's environment. Relative paths in values start from the file's directory.
+    process's environment, and then from a `.env` file beside the TOML file. Relative
+    paths in values start from the file's directory.
     `check_paths` false lets image layouts and volume sources that are gone through:
     taking containers down must not depend on them. `short_names` are the short image
     names that registries.conf has aliases for, which the caller reads (config does not
@@ -56,7 +60,7 @@ def load_project(
     source = path.absolute().parent.resolve() / path.name
     findings = Findings(
         source.parent,
-        os.environ if environ is None else environ,
+        _variables(source.parent, os.environ if environ is None else environ),
         check_paths=check_paths,
         short_names=frozenset(short_names),
     )
@@ -67,11 +71,27 @@ def load_project(
     _check_ports_unique(entries)
     _check_pull_settings(entries)
     check_dependencies(entries)
+    check_coherence(entries)
+    refuse_unsupported(entries, {row.key: row.default for row in settings.SETTINGS})
 
     if findings.problems:
         raise ConfigError(_describe(str(path), text, findings.problems))
+    share_networks(entries)
     containers = tuple(Container(**entry.values) for entry in entries)
     return Project(source, containers, name)
+
+
+def _variables(directory: Path, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment, over the variables of a `.env` file beside the TOML, as compose reads it."""
+    dotenv = directory / DOTENV
+    if not dotenv.exists():
+        return environ
+    try:
+        variables = dict(read_env_file(dotenv, str(dotenv)))
+    except Invalid as error:
+        raise ConfigError(list(error.messages)) from None
+    variables.update(environ)
+    return variables
 
 
 def _read(path: Path) -> str:
@@ -222,13 +242,21 @@ def _check_ports_unique(entries: list[Read]) -> None:
     """Refuse two mappings that would bind the same host address, port and protocol."""
     published: list[tuple[PortMapping, Spot]] = []
     for entry in entries:
-        for index, port in enumerate(entry.values.get("ports", ())):
-            spot = entry.spot.child("ports").child(index)
+        for port, spot, raw in _ports_with_items(entry):
             clash = next(((other, at) for other, at in published if _overlap(port, other)), None)
             if clash is None:
                 published.append((port, spot))
             else:
-                spot.fail(_clash_message(port, *clash), entry.raw["ports"][index])
+                spot.fail(_clash_message(port, *clash), raw)
+
+
+def _ports_with_items(entry: Read) -> Iterator[tuple[PortMapping, Spot, object]]:
+    """Each mapping of a container with the list item it came from: a range makes several."""
+    ports = iter(entry.values.get("ports", ()))
+    for index, raw in enumerate(entry.raw.get("ports", ()) if "ports" in entry.values else ()):
+        count = len(values.parse_ports(raw)) if isinstance(raw, str) else 1
+        for _ in range(count):
+            yield next(ports), entry.spot.child("ports").child(index), raw
 
 
 def _clash_message(port: PortMapping, other: PortMapping, other_spot: Spot) -> str:

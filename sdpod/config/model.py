@@ -34,6 +34,14 @@ class PortMapping:
     protocol: Protocol = Protocol.TCP
 
 
+class Ownership(enum.Enum):
+    """Who owns a volume's files as the container sees them."""
+
+    KEEP = "keep"  # as on the host, through the container's id mapping
+    SHIFT = "shift"  # chowned once to the container's user, as podman's :U does
+    IDMAP = "idmap"  # an idmapped mount shows the host ids unchanged inside (root only)
+
+
 @dataclass(frozen=True)
 class BindVolume:
     """A host directory or file mounted into the container."""
@@ -41,6 +49,95 @@ class BindVolume:
     source: Path
     target: PurePosixPath
     read_only: bool = False
+    owner: Ownership = Ownership.KEEP
+    create: bool = False  # make a missing source directory instead of refusing the file
+
+
+@dataclass(frozen=True)
+class NamedVolume:
+    """A directory sdpod keeps under its data directory, made empty on first use."""
+
+    name: str
+    target: PurePosixPath
+    read_only: bool = False
+    owner: Ownership = Ownership.KEEP
+
+
+Volume = BindVolume | NamedVolume
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """An empty memory-backed file system, made afresh at each start."""
+
+    target: PurePosixPath
+    size: int | None = None  # bytes; None is the kernel's default, half of the RAM
+    mode: int = 0o1777
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node made available inside the container."""
+
+    source: PurePosixPath
+    target: PurePosixPath
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A host file copied into a memory-backed file of the container at each start."""
+
+    source: Path
+    target: PurePosixPath
+    mode: int = 0o400
+    uid: int = 0
+    gid: int = 0
+
+
+class UsernsMode(enum.Enum):
+    """How the container's ids map to the host's."""
+
+    AUTO = "auto"  # root is the user, then the user's subordinate ids
+    KEEP_ID = "keep-id"  # the user's own id is the same inside, root is subordinate
+    MAP = "map"  # as `uid_map` and `gid_map` say
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """`count` ids from `container_id` inside are `host_id` and on outside."""
+
+    container_id: int
+    host_id: int
+    count: int
+
+
+@dataclass(frozen=True)
+class UserNamespace:
+    mode: UsernsMode = UsernsMode.AUTO
+    uid_map: tuple[IdMap, ...] = ()
+    gid_map: tuple[IdMap, ...] = ()
+
+
+class NetworkMode(enum.Enum):
+    PRIVATE = "private"  # its own network namespace, reaching out through a user-mode stack
+    NONE = "none"  # its own network namespace with loopback alone
+    HOST = "host"  # the host's network namespace
+    CONTAINER = "container"  # the network namespace of another container of the file
+
+
+@dataclass(frozen=True)
+class Network:
+    mode: NetworkMode = NetworkMode.PRIVATE
+    container: str | None = None  # the container whose network is shared, for CONTAINER
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """A file of KEY=VALUE lines, and the variables read from it."""
+
+    path: Path
+    variables: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -148,10 +245,24 @@ class Container:
     working_dir: str | None = None
     user: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    env_files: tuple[EnvFile, ...] = ()
     ports: tuple[PortMapping, ...] = ()
-    volumes: tuple[BindVolume, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    tmpfs: tuple[Tmpfs, ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    devices: tuple[Device, ...] = ()
     hostname: str | None = None
     read_only: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    cap_add: tuple[str, ...] = ()  # capability names as the kernel spells them, CAP_...
+    cap_drop: tuple[str, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    userns: UserNamespace = UserNamespace()
+    network: Network = Network()
+    dns: tuple[str, ...] = ()  # name servers; none means the user-mode stack's forwarder
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address) lines of /etc/hosts
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     restart_delay: float = 1.0
     stop_signal: int = 15
@@ -166,6 +277,13 @@ class Container:
     @property
     def unit_name(self) -> str:
         return f"sdpod-{self.name}.service"
+
+    @property
+    def environment(self) -> tuple[tuple[str, str], ...]:
+        """The variables of `env_files` in their order, then `env`; a later one wins."""
+        merged = dict(pair for file in self.env_files for pair in file.variables)
+        merged.update(self.env)
+        return tuple(merged.items())
 
 
 @dataclass(frozen=True)

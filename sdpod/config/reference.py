@@ -22,8 +22,9 @@ from sdpod.config.schema import REQUIRED, Setting
 FILE_FACTS: Final = """\
 A TOML file describes one container in a `[container]` table, or several in
 `[containers.NAME]` tables, and may name the project they form in a `[project]` table.
-`${VAR}` and `${VAR:-default}` in string values come from the environment; `$${` is
-a literal `${`. Relative paths start from the directory of the TOML file."""
+`${VAR}` and `${VAR:-default}` in string values come from the environment, or else
+from a `.env` file of KEY=VALUE lines beside the TOML file; `$${` is a literal `${`.
+Relative paths start from the directory of the TOML file."""
 
 VALUE_KINDS_LEAD: Final = "Kinds of values used below:"
 VALUE_KINDS: Final[tuple[tuple[str, str], ...]] = (
@@ -59,7 +60,14 @@ def _with_nested(section: Section) -> Iterator[Section]:
     """The section, then the tables held by its keys, each followed by its own."""
     yield section
     for row in section.rows:
-        if row.table:
+        if row.table and row.table_items:
+            headers = tuple(f"[{header[:-1]}.{row.key}]]" for header in section.headers)
+            text = (
+                f"Each item of the `{row.key}` list may be a table instead of a string, "
+                f"also written inline, like `{row.table[0].example}`."
+            )
+            yield from _with_nested(Section(headers, text, row.table))
+        elif row.table:
             headers = tuple(f"{header[:-1]}.{row.key}]" for header in section.headers)
             text = f"The table of `{row.key}`, also written inline: `{row.example}`."
             yield from _with_nested(Section(headers, text, row.table))

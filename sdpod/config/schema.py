@@ -50,6 +50,8 @@ class Setting(Generic[T]):
     """The model's field, where its name is not the key's."""
     table: tuple[Setting[Any], ...] = ()
     """The rows of the table this key holds, for a key whose value is a table."""
+    table_items: bool = False
+    """Whether the key holds a list whose items may each be such a table."""
     shown_default: str = ""
     """The default as the reference shows it, where its normalised form would not do."""
 

@@ -11,23 +11,32 @@ from __future__ import annotations
 import shlex
 from typing import Any, Final
 
-from sdpod.config import convert, quantities, values
+from sdpod.config import convert, mounts, quantities, values
+from sdpod.config import settings_isolation as isolation
+from sdpod.config import settings_mounts as mounted
 from sdpod.config.model import (
-    BindVolume,
     Dependency,
     DependencyCondition,
+    Device,
+    EnvFile,
     HealthCheck,
     Image,
     LayoutImage,
+    Network,
     PortMapping,
     PullPolicy,
     ReadyWhen,
     Resources,
     RestartPolicy,
+    Secret,
+    Tmpfs,
     UnhealthyAction,
+    UserNamespace,
+    Volume,
 )
 from sdpod.config.problems import Invalid, Spot
 from sdpod.config.schema import REQUIRED, Json, Setting, ShowPath, convert_table
+from sdpod.kernel.capability_names import DEFAULT as DEFAULT_CAPABILITIES
 
 # -- the container's own keys ---------------------------------------------------------------
 
@@ -43,13 +52,6 @@ def _parse_image(text: str, spot: Spot) -> Image:
 
 def _convert_image(value: object, spot: Spot) -> Image | None:
     return convert.one(value, spot, '"docker.io/library/nginx:1.27"', _parse_image)
-
-
-def _convert_flag(value: object, spot: Spot) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    spot.wrong_type("true or false", value)
-    return None
 
 
 def _convert_command(value: object, spot: Spot) -> tuple[str, ...] | None:
@@ -120,18 +122,6 @@ def _convert_env(value: object, spot: Spot) -> tuple[tuple[str, str], ...] | Non
     return tuple(pairs) if len(pairs) == len(value) else None
 
 
-def _convert_ports(value: object, spot: Spot) -> tuple[PortMapping, ...] | None:
-    return convert.each(value, spot, '"8080:80"', lambda text, _: values.parse_port(text))
-
-
-def _parse_volume(text: str, spot: Spot) -> BindVolume:
-    return values.parse_volume(text, spot.base_dir, spot.check_paths)
-
-
-def _convert_volumes(value: object, spot: Spot) -> tuple[BindVolume, ...] | None:
-    return convert.each(value, spot, '"./www:/www:ro"', _parse_volume)
-
-
 def _convert_depends_on(value: object, spot: Spot) -> tuple[Dependency, ...] | None:
     if isinstance(value, dict):
         return _dependency_table(value, spot)
@@ -170,23 +160,6 @@ def _dump_image(image: Image, show: ShowPath) -> Json:
     if isinstance(image, LayoutImage):
         return {"path": show(image.path), "tag": image.tag}
     return {"reference": image.reference}
-
-
-def _dump_port(port: PortMapping) -> Json:
-    return {
-        "host_ip": port.host_ip,
-        "host_port": port.host_port,
-        "container_port": port.container_port,
-        "protocol": port.protocol.value,
-    }
-
-
-def _dump_volume(volume: BindVolume, show: ShowPath) -> Json:
-    return {
-        "source": show(volume.source),
-        "target": str(volume.target),
-        "read_only": volume.read_only,
-    }
 
 
 def _dump_dependency(dependency: Dependency) -> Json:
@@ -398,7 +371,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ),
     Setting[bool](
         key="tls_verify",
-        convert=_convert_flag,
+        convert=convert.flag,
         default=True,
         dump=lambda flag, _: flag,
         example="tls_verify = false",
@@ -453,24 +426,68 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=(),
         dump=lambda env, _: dict(env),
         example='env = { GREETING = "hello" }',
-        help="environment variables, a table of strings",
+        help="environment variables, a table of strings; they win over env_file's",
+    ),
+    Setting[tuple[EnvFile, ...]](
+        key="env_file",
+        field="env_files",
+        convert=isolation.convert_env_files,
+        default=(),
+        dump=isolation.dump_env_files,
+        example='env_file = ["web.env"]',
+        help="files of KEY=VALUE lines (# comments, blank lines and quoted values allowed), "
+        "a path or a list, relative to the TOML file; a later file wins over an earlier one",
     ),
     Setting[tuple[PortMapping, ...]](
         key="ports",
-        convert=_convert_ports,
+        convert=mounted.convert_ports,
         default=(),
-        dump=lambda ports, _: [_dump_port(port) for port in ports],
-        example='ports = ["127.0.0.1:8080:80", "8081:81/udp"]',
-        help="published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], "
-        "HOST_IP 0.0.0.0 unless given",
+        dump=lambda ports, _: [mounted.dump_port(port) for port in ports],
+        example='ports = ["127.0.0.1:8080:80", "8081:81/udp", "9000-9001:9000-9001"]',
+        help="published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], either port "
+        "a range like 9000-9009, HOST_IP 0.0.0.0 unless given; or tables: see below",
+        table=mounted.PORT,
+        table_items=True,
     ),
-    Setting[tuple[BindVolume, ...]](
+    Setting[tuple[Volume, ...]](
         key="volumes",
-        convert=_convert_volumes,
+        convert=mounted.convert_volumes,
         default=(),
-        dump=lambda volumes, show: [_dump_volume(volume, show) for volume in volumes],
-        example='volumes = ["./www:/www:ro"]',
-        help="bind mounts: SOURCE:TARGET[:ro|rw], SOURCE relative to the TOML file",
+        dump=lambda volumes, show: [mounted.dump_volume(volume, show) for volume in volumes],
+        example='volumes = ["./www:/www:ro", "pgdata:/var/lib/postgresql/data"]',
+        help="SOURCE:TARGET[:OPTIONS]: SOURCE a host path (with a '/', or starting with '.' "
+        "or '~'; relative to the TOML file) or the name of a volume sdpod keeps, made empty "
+        f"on first use; OPTIONS {mounts.VOLUME_OPTIONS}; or tables: see below",
+        table=mounted.VOLUME,
+        table_items=True,
+    ),
+    Setting[tuple[Tmpfs, ...]](
+        key="tmpfs",
+        convert=mounted.convert_tmpfs,
+        default=(),
+        dump=lambda tmpfs, _: [mounted.dump_tmpfs(one) for one in tmpfs],
+        example='tmpfs = ["/run", "/cache:size=64M,mode=0700"]',
+        help=f"empty memory-backed file systems, made afresh at each start: {mounts.TMPFS_SYNTAX}",
+    ),
+    Setting[tuple[Secret, ...]](
+        key="secrets",
+        convert=mounted.convert_secrets,
+        default=(),
+        dump=lambda secrets, show: [mounted.dump_secret(one, show) for one in secrets],
+        example='secrets = ["./db-password"]',
+        help="host files copied into memory at each start, under /run/secrets by default, "
+        "owned by root with mode 0400: a path, or tables to choose these: see below",
+        table=mounted.SECRET,
+        table_items=True,
+    ),
+    Setting[tuple[Device, ...]](
+        key="devices",
+        convert=mounted.convert_devices,
+        default=(),
+        dump=lambda devices, _: [mounted.dump_device(one) for one in devices],
+        example='devices = ["/dev/dri/renderD128"]',
+        help=f"host devices the container may use: {mounts.DEVICE_SYNTAX}; your user must "
+        "be allowed to open them",
     ),
     Setting[str | None](
         key="hostname",
@@ -485,12 +502,102 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ),
     Setting[bool](
         key="read_only",
-        convert=_convert_flag,
+        convert=convert.flag,
         default=False,
         dump=lambda flag, _: flag,
         example="read_only = true",
         help="mount the image's files read-only; /tmp, /var/tmp and /run get empty tmpfs "
         "file systems, volumes keep their own mode",
+    ),
+    Setting[tuple[tuple[str, str], ...]](
+        key="labels",
+        convert=isolation.convert_labels,
+        default=(),
+        dump=isolation.dump_pairs,
+        example='labels = { "org.example.team" = "web" }',
+        help="names and values for your own use, kept as annotations of the container",
+    ),
+    Setting[tuple[str, ...]](
+        key="cap_add",
+        convert=isolation.convert_capabilities,
+        default=(),
+        dump=lambda names, _: list(names),
+        example='cap_add = ["NET_ADMIN"]',
+        help="capabilities the container's root gets beyond the default set "
+        f"({', '.join(name.removeprefix('CAP_') for name in DEFAULT_CAPABILITIES)}); "
+        "users other than root get none",
+    ),
+    Setting[tuple[str, ...]](
+        key="cap_drop",
+        convert=isolation.convert_capabilities,
+        default=(),
+        dump=lambda names, _: list(names),
+        example='cap_drop = ["ALL"]',
+        help='capabilities taken from the default set; "ALL" takes every one, and cap_add '
+        "then gives back what it names",
+    ),
+    Setting[tuple[tuple[str, str], ...]](
+        key="sysctls",
+        convert=isolation.convert_sysctls,
+        default=(),
+        dump=isolation.dump_pairs,
+        example='sysctls = { "net.ipv4.ip_unprivileged_port_start" = 80 }',
+        help="kernel settings the container keeps for itself: net.*, fs.mqueue.*, "
+        "kernel.shm*, kernel.msg* and kernel.sem",
+    ),
+    Setting[UserNamespace](
+        key="userns",
+        convert=isolation.convert_userns,
+        default=UserNamespace(),
+        dump=isolation.dump_userns,
+        example='userns = "keep-id"',
+        help='how ids inside map to the host: "auto", root is you and other ids your '
+        'subordinate ids; "keep-id", your own id is the same inside and root a subordinate '
+        "id; or a table of maps: see below",
+        table=isolation.USERNS,
+    ),
+    Setting[Network](
+        key="network",
+        convert=isolation.convert_network,
+        default=Network(),
+        dump=isolation.dump_network,
+        example='network = "container:db"',
+        help='"private", its own network reaching out through a user-mode stack; "none", '
+        'loopback alone; "host", the host\'s network; "container:NAME", the network of '
+        "another container of the file, which then starts first",
+    ),
+    Setting[tuple[str, ...]](
+        key="dns",
+        convert=isolation.convert_dns,
+        default=(),
+        dump=lambda servers, _: list(servers),
+        example='dns = ["192.168.1.1"]',
+        help="name servers for /etc/resolv.conf, at most 3",
+        shown_default="the user-mode stack's forwarder to the host's",
+    ),
+    Setting[tuple[str, ...]](
+        key="dns_search",
+        convert=isolation.convert_dns_search,
+        default=(),
+        dump=lambda domains, _: list(domains),
+        example='dns_search = ["home.arpa"]',
+        help="search domains for /etc/resolv.conf, at most 6",
+    ),
+    Setting[tuple[str, ...]](
+        key="dns_options",
+        convert=isolation.convert_dns_options,
+        default=(),
+        dump=lambda options, _: list(options),
+        example='dns_options = ["ndots:2"]',
+        help="resolver options for /etc/resolv.conf",
+    ),
+    Setting[tuple[tuple[str, str], ...]](
+        key="extra_hosts",
+        convert=isolation.convert_extra_hosts,
+        default=(),
+        dump=isolation.dump_extra_hosts,
+        example='extra_hosts = { "nas.home.arpa" = "192.168.1.10" }',
+        help='more lines of /etc/hosts: a table of names to addresses, or "NAME:ADDRESS" strings',
     ),
     Setting[RestartPolicy](
         key="restart",

@@ -1,4 +1,4 @@
-"""Parsers for the small languages inside string values: ports, volumes, images, names, URLs.
+"""Parsers for the small languages inside string values: ports, images, names, URLs.
 
 Each parser takes the text and the directory relative paths start from, and either
 returns a model object or raises `Invalid` with a message that ends in what would be
@@ -15,7 +15,6 @@ from pathlib import Path, PurePosixPath
 
 from sdpod.config import imageref
 from sdpod.config.model import (
-    BindVolume,
     Image,
     LayoutImage,
     PortMapping,
@@ -31,15 +30,15 @@ NAME_RULE = (
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _NAME_MAX = 63
 
-_PORT_SYNTAX = '[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], like "127.0.0.1:8080:80"'
+_PORT_SYNTAX = (
+    '[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], like "127.0.0.1:8080:80" or "8080-8081:80-81"'
+)
 _DIGITS = re.compile(r"[0-9]+")
-_DEFAULT_HOST_IP = "0.0.0.0"
+DEFAULT_HOST_IP = "0.0.0.0"
 
 _DOCUMENTATION_PREFIXES = ("http://", "https://", "file:/", "info:", "man:")
 DOCUMENTATION_SCHEMES = "http://, https://, file:/, info: and man:"
 _DOCUMENTATION_EXAMPLES = '"https://example.org/", "file:/usr/share/doc/x" or "man:httpd(8)"'
-
-_VOLUME_SYNTAX = 'SOURCE:TARGET[:ro|rw], like "./www:/www:ro"'
 
 _LAYOUT_SYNTAX = '"oci:PATH[:TAG]", PATH relative to the directory of the TOML file'
 _REFERENCE_SYNTAX = (
@@ -93,20 +92,42 @@ def parse_documentation_url(text: str) -> str:
     return text
 
 
-def parse_port(text: str) -> PortMapping:
-    """Parse `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]`; IPv6 addresses in brackets."""
+def parse_ports(text: str) -> tuple[PortMapping, ...]:
+    """Parse `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTOCOL]`; IPv6 addresses in brackets.
+
+    Either port may be a range, `8080-8089`, when the other is a range as long.
+    """
     address, slash, protocol = text.partition("/")
     host_ip, ports = _split_host_ip(address)
     host, colon, container = ports.partition(":")
     if not colon or ":" in container:
         raise Invalid(f"bad port syntax; valid: {_PORT_SYNTAX}")
 
-    return PortMapping(
-        host_ip=_parse_ip(host_ip),
-        host_port=_parse_port_number(host),
-        container_port=_parse_port_number(container),
-        protocol=_parse_protocol(protocol) if slash else Protocol.TCP,
-    )
+    ip = _parse_ip(host_ip)
+    hosts, containers = _parse_port_range(host), _parse_port_range(container)
+    if len(hosts) != len(containers):
+        raise Invalid(
+            f"{len(hosts)} host ports for {len(containers)} container ports; valid: "
+            'ranges of the same length, like "8080-8081:80-81"'
+        )
+    kind = _parse_protocol(protocol) if slash else Protocol.TCP
+    return tuple(PortMapping(ip, h, c, kind) for h, c in zip(hosts, containers, strict=True))
+
+
+def _parse_port_range(text: str) -> range:
+    first, dash, last = text.partition("-")
+    if dash and not (first and last):
+        raise Invalid(f"{_q(text)} is not a port number; valid: 1 to 65535, or a range LOW-HIGH")
+    start = _parse_port_number(first)
+    end = _parse_port_number(last) if dash else start
+    if end < start:
+        raise Invalid(f"range {_q(text)} runs backwards; valid: LOW-HIGH, like 8080-8089")
+    return range(start, end + 1)
+
+
+def port_mapping(host_ip: str, host_port: int, container_port: int, protocol: str) -> PortMapping:
+    """The port the table form describes, its parts already checked for type."""
+    return PortMapping(_parse_ip(host_ip), host_port, container_port, _parse_protocol(protocol))
 
 
 def _split_host_ip(address: str) -> tuple[str, str]:
@@ -120,7 +141,7 @@ def _split_host_ip(address: str) -> tuple[str, str]:
         return host_ip, ports
     if address.count(":") > 2:
         raise Invalid(f"bad port syntax; valid: {_PORT_SYNTAX}; IPv6 addresses in brackets")
-    return _DEFAULT_HOST_IP, address
+    return DEFAULT_HOST_IP, address
 
 
 def _parse_ip(text: str) -> str:
@@ -154,63 +175,6 @@ def _parse_protocol(text: str) -> Protocol:
         return Protocol(text)
     except ValueError:
         raise Invalid(f"unknown protocol {_q(text)}; valid: tcp or udp") from None
-
-
-# Mount points the runtime makes in every container: a volume there would hide them, or
-# fail when the container starts instead of now.
-RESERVED_TARGETS = frozenset(
-    {"/", "/proc", "/sys", "/dev", "/dev/init", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
-)
-
-
-def parse_volume(text: str, base_dir: Path, check_paths: bool = True) -> BindVolume:
-    """Parse `SOURCE:TARGET[:MODE]`, raising one `Invalid` that names every broken part.
-
-    With `check_paths` false, a source that does not exist is let through.
-    """
-    parts = text.split(":")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise Invalid(f"bad volume syntax; valid: {_VOLUME_SYNTAX}")
-
-    source, target, mode = parts[0], parts[1], parts[2] if len(parts) == 3 else "rw"
-    source_problem = _source_problem(source, base_dir) if check_paths else None
-    found = (source_problem, _target_problem(target), _mode_problem(mode))
-    errors = [message for message in found if message]
-    if errors:
-        raise Invalid(*errors)
-
-    return BindVolume(base_dir / source, PurePosixPath(target), read_only=mode == "ro")
-
-
-def _source_problem(source: str, base_dir: Path) -> str | None:
-    reason = path_problem(base_dir / source)
-    if reason is None:
-        return None
-    return (
-        f"source {_q(source)} {reason}; valid: an existing file or directory, "
-        "absolute or relative to the directory of the TOML file"
-    )
-
-
-def _target_problem(target: str) -> str | None:
-    if not target.startswith("/"):
-        return f"target {_q(target)} is not absolute; valid: an absolute path like /www"
-    if ".." in PurePosixPath(target).parts:
-        return f"target {_q(target)} contains '..'; valid: a path without '..'"
-    # POSIX lets a path keep two leading slashes; Linux reads them as one.
-    normal = str(PurePosixPath("/" + target.lstrip("/")))
-    if normal in RESERVED_TARGETS or normal.startswith(("/proc/", "/sys/")):
-        return (
-            f"target {_q(target)} is made by sdpod for every container; valid: a path "
-            f"other than {', '.join(sorted(RESERVED_TARGETS))} and nothing under /proc or /sys"
-        )
-    return None
-
-
-def _mode_problem(mode: str) -> str | None:
-    if mode not in ("ro", "rw"):
-        return f"unknown mode {_q(mode)}; valid: ro or rw"
-    return None
 
 
 def path_problem(path: Path) -> str | None:

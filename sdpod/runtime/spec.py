@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdpod.config.model import Container, PortMapping
+from sdpod.config.model import BindVolume, Container, PortMapping
 from sdpod.errors import RuntimeSetupError
 from sdpod.health.annotate import annotate
 from sdpod.kernel import capabilities
@@ -121,7 +121,7 @@ def process_env(container: Container, image: ImageDefaults) -> list[str]:
     """The image's environment, overridden by the TOML's, with PATH and HOSTNAME always set."""
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     merged.update(image.env)
-    merged.update(container.env)
+    merged.update(container.environment)
     merged["HOSTNAME"] = container.name
     merged.setdefault("container", "sdpod")
     return [f"{key}={value}" for key, value in merged.items()]
@@ -201,6 +201,7 @@ def default_mounts() -> list[dict[str, Any]]:
 def _volume_mounts(container: Container) -> list[dict[str, Any]]:
     mounts = []
     for volume in container.volumes:
+        assert isinstance(volume, BindVolume), "config refuses named volumes"
         options = ["rbind", "ro" if volume.read_only else "rw"]
         mounts.append(_mount(str(volume.target), "bind", str(volume.source), options))
     return mounts

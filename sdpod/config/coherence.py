@@ -1,0 +1,211 @@
+"""Checks of settings that only make sense together, within a container or across them.
+
+Each check reads the containers as read (`Read` entries), records its problems at the
+key that would have to change, and leaves valid values as they are; `share_networks`
+then adds the start order that sharing a network implies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+
+from sdpod.config.model import (
+    Dependency,
+    NamedVolume,
+    Network,
+    NetworkMode,
+    Ownership,
+    UserNamespace,
+)
+from sdpod.config.problems import Spot
+from sdpod.config.schema import Read
+from sdpod.config.security import ALL_CAPABILITIES, is_network_sysctl
+
+_MOUNT_KEYS = ("volumes", "tmpfs", "secrets", "devices")
+
+
+def check_coherence(entries: Sequence[Read]) -> None:
+    by_name = {entry.values["name"]: entry for entry in entries if "name" in entry.values}
+    for entry in entries:
+        _check_mount_targets(entry)
+        _check_capabilities(entry)
+        _check_network(entry, by_name)
+
+
+def _check_mount_targets(entry: Read) -> None:
+    """Refuse two mounts on one path: the later would hide the earlier without a word."""
+    seen: dict[PurePosixPath, str] = {}
+    for key in _MOUNT_KEYS:
+        for index, mount in enumerate(entry.values.get(key, ())):
+            target = PurePosixPath("/" + str(mount.target).lstrip("/"))
+            earlier = seen.get(target)
+            if earlier is not None:
+                entry.spot.child(key).child(index).fail(
+                    f"{target} is already the target of {earlier}; valid: one mount a path",
+                    entry.raw[key][index],
+                )
+            seen[target] = f"{key}[{index}]"
+
+
+def _check_capabilities(entry: Read) -> None:
+    added = set(entry.values.get("cap_add", ()))
+    for index, name in enumerate(entry.values.get("cap_drop", ())):
+        if name in added and name != ALL_CAPABILITIES:
+            entry.spot.child("cap_drop").child(index).fail(
+                "cap_add gives the same capability; valid: name it in one of them",
+                entry.raw["cap_drop"][index],
+            )
+    if ALL_CAPABILITIES in added:
+        index = entry.values["cap_add"].index(ALL_CAPABILITIES)
+        entry.spot.child("cap_add").child(index).fail(
+            "a container with every capability is not isolated from the kernel; valid: "
+            "the capabilities it needs, by name",
+            entry.raw["cap_add"][index],
+        )
+
+
+def _check_network(entry: Read, by_name: dict[str, Read]) -> None:
+    network: Network | None = entry.values.get("network")
+    if network is None or network.mode is NetworkMode.PRIVATE:
+        return
+    spot = entry.spot.child("network")
+    _check_own_network_keys(entry, network)
+    if network.mode is NetworkMode.CONTAINER:
+        _check_shared_with(entry, network, spot, by_name)
+
+
+def _check_own_network_keys(entry: Read, network: Network) -> None:
+    """Ports, and the network's own settings, belong to the container that owns it."""
+    mode = network.mode.value if network.container is None else f"container:{network.container}"
+    owner = (
+        f'container "{network.container}"'
+        if network.container is not None
+        else "a container with its own network"
+    )
+    if entry.values.get("ports") and network.mode is not NetworkMode.HOST:
+        _refuse_key(
+            entry,
+            "ports",
+            f'network = "{mode}" has no ports to publish; valid: publish them on {owner}',
+        )
+    if entry.values.get("ports") and network.mode is NetworkMode.HOST:
+        _refuse_key(
+            entry,
+            "ports",
+            'on network = "host" the container listens on the '
+            "host's ports itself; valid: no ports",
+        )
+    sysctls = [name for name, _ in entry.values.get("sysctls", ()) if is_network_sysctl(name)]
+    if sysctls and network.mode is not NetworkMode.NONE:
+        _refuse_key(
+            entry,
+            "sysctls",
+            f'network = "{mode}" is not this container\'s own, '
+            f"so neither are {', '.join(sysctls)}; valid: set them on {owner}",
+        )
+
+
+def _check_shared_with(entry: Read, network: Network, spot: Spot, by_name: dict[str, Read]) -> None:
+    name = network.container
+    owner = by_name.get(name) if name is not None else None
+    shown = f"container:{name}"
+    if name == entry.values.get("name"):
+        spot.fail("a container cannot share its own network; valid: another's name", shown)
+    elif owner is None:
+        others = [f'"container:{other}"' for other in by_name if other != entry.values["name"]]
+        valid = f"one of {', '.join(others)}" if others else "another container of this file"
+        spot.fail(f"no container of this file has this name; valid: {valid}", shown)
+    elif owner.values.get("network", Network()).mode is NetworkMode.CONTAINER:
+        spot.fail(
+            f'container "{name}" shares another\'s network itself; valid: the name of the '
+            "container that owns the network",
+            shown,
+        )
+    elif entry.values.get("userns", UserNamespace()) != owner.values.get("userns"):
+        spot.fail(
+            f'container "{name}" has another userns setting; a network is shared only '
+            "within one user namespace; valid: the same userns on both",
+            shown,
+        )
+    elif _depends_on(owner, entry.values["name"], by_name):
+        spot.fail(
+            f'container "{name}" depends on this one, but must start first to share its '
+            "network; valid: drop that dependency",
+            shown,
+        )
+
+
+def _depends_on(entry: Read, name: str, by_name: dict[str, Read]) -> bool:
+    """Whether `entry` depends on container `name`, directly or through others."""
+    seen: set[str] = set()
+    waiting = [dependency.name for dependency in entry.values.get("depends_on", ())]
+    while waiting:
+        current = waiting.pop()
+        if current == name:
+            return True
+        other = by_name.get(current)
+        if other is None or current in seen:
+            continue
+        seen.add(current)
+        waiting += [dependency.name for dependency in other.values.get("depends_on", ())]
+    return False
+
+
+def _refuse_key(entry: Read, key: str, message: str) -> None:
+    entry.spot.child(key).fail(message)
+
+
+def share_networks(entries: Sequence[Read]) -> None:
+    """Make each container that shares another's network start after it, and stop with it."""
+    for entry in entries:
+        network: Network | None = entry.values.get("network")
+        if network is None or network.container is None:
+            continue
+        dependencies = entry.values.get("depends_on", ())
+        if all(dependency.name != network.container for dependency in dependencies):
+            entry.values["depends_on"] = (*dependencies, Dependency(network.container))
+
+
+# What the runtime does not do yet, by key: a value other than the default is refused,
+# never silently ignored. Each entry goes once the runtime honours the setting.
+NOT_YET: dict[str, str] = {
+    "tmpfs": "tmpfs mounts",
+    "secrets": "secrets",
+    "devices": "devices",
+    "labels": "labels",
+    "cap_add": "capability changes",
+    "cap_drop": "capability changes",
+    "sysctls": "sysctls",
+    "userns": "user namespace modes other than auto",
+    "network": "network modes other than private",
+    "dns": "DNS settings",
+    "dns_search": "DNS settings",
+    "dns_options": "DNS settings",
+    "extra_hosts": "extra hosts",
+}
+
+
+def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> None:
+    """Record a problem for each setting the runtime cannot honour yet."""
+    for entry in entries:
+        for key, what in NOT_YET.items():
+            if key in entry.raw and entry.values.get(key, defaults[key]) != defaults[key]:
+                entry.spot.child(key).fail(
+                    f"sdpod does not honour {what} yet; valid: leave the key out",
+                    entry.raw[key] if isinstance(entry.raw[key], str) else None,
+                )
+        for index, volume in enumerate(entry.values.get("volumes", ())):
+            problem = _volume_not_yet(volume)
+            if problem:
+                entry.spot.child("volumes").child(index).fail(problem, None)
+
+
+def _volume_not_yet(volume: object) -> str | None:
+    if isinstance(volume, NamedVolume):
+        return "sdpod does not honour named volumes yet; valid: a host path"
+    if getattr(volume, "owner", Ownership.KEEP) is not Ownership.KEEP:
+        return 'sdpod does not honour volume owners yet; valid: owner = "keep"'
+    if getattr(volume, "create", False):
+        return "sdpod does not create volume sources yet; valid: an existing path"
+    return None
