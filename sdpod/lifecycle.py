@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdpod import paths, projects
 from sdpod.config.load import load_project
-from sdpod.config.model import Container, LayoutImage, PortMapping, Project
+from sdpod.config.model import Container, LayoutImage, NamedVolume, PortMapping, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
@@ -180,7 +180,9 @@ def desired(container: Container, context: _Context) -> Desired:
     """Import the image and build the container's config.json and unit; write nothing."""
     mapping = _mapping_for(container.name, context.rootless)
     image = _import_image(container, context)
-    layout = BundleLayout.under(paths.container_dir(container.name), image.rootfs)
+    layout = BundleLayout.under(
+        paths.container_dir(container.name), image.rootfs, paths.volumes_dir()
+    )
     spec = build_spec(container, image.config, layout, mapping, context.init, idmap_lower=is_root())
     argv = launcher_argv(layout.bundle, context.debug)
     properties = service_properties(container, context.project, argv)
@@ -275,9 +277,30 @@ def remove_if_changed(want: Desired, context: _Context, running: bool) -> bool:
 def prepare(want: Desired) -> None:
     """Write the container's bundle, and the digest of the definition it was made from."""
     root_owner = (want.mapping.uids[0].host_id, want.mapping.gids[0].host_id)
+    make_volume_sources(want.container, want.layout, root_owner)
     bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), root_owner)
     bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")
     bundle.write_atomically(want.layout.bundle / OWNER_FILE, f"{want.source}\n")
+
+
+def make_volume_sources(container: Container, layout: BundleLayout, owner: tuple[int, int]) -> None:
+    """Make the named volumes that do not exist yet, and missing sources marked `create`.
+
+    Each new directory belongs to the container's root, as docker makes them.
+    """
+    for volume in container.volumes:
+        if isinstance(volume, NamedVolume):
+            path = layout.volume(volume.name)
+        elif volume.create:
+            path = volume.source
+        else:
+            continue
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o755)
+        if is_root():
+            os.chown(path, *owner)
 
 
 def _start(want: Desired, context: _Context) -> None:

@@ -22,6 +22,11 @@ def container_dir(name: str) -> Path:
     return containers_dir() / name
 
 
+def volumes_dir() -> Path:
+    """Named volumes, kept when their containers are removed."""
+    return data_dir() / "volumes"
+
+
 def runtime_dir() -> Path:
     """Sockets and logs that live as long as the boot: `$XDG_RUNTIME_DIR/sdpod`."""
     base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else None)

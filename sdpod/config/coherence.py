@@ -7,16 +7,17 @@ then adds the start order that sharing a network implies.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from sdpod.config.model import (
     Dependency,
-    NamedVolume,
     Network,
     NetworkMode,
     Ownership,
     UserNamespace,
+    Volume,
 )
 from sdpod.config.problems import Spot
 from sdpod.config.schema import Read
@@ -170,13 +171,6 @@ def share_networks(entries: Sequence[Read]) -> None:
 # What the runtime does not do yet, by key: a value other than the default is refused,
 # never silently ignored. Each entry goes once the runtime honours the setting.
 NOT_YET: dict[str, str] = {
-    "tmpfs": "tmpfs mounts",
-    "secrets": "secrets",
-    "devices": "devices",
-    "labels": "labels",
-    "cap_add": "capability changes",
-    "cap_drop": "capability changes",
-    "sysctls": "sysctls",
     "userns": "user namespace modes other than auto",
     "network": "network modes other than private",
     "dns": "DNS settings",
@@ -187,7 +181,7 @@ NOT_YET: dict[str, str] = {
 
 
 def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> None:
-    """Record a problem for each setting the runtime cannot honour yet."""
+    """Record a problem for each setting the runtime cannot honour yet, or not here."""
     for entry in entries:
         for key, what in NOT_YET.items():
             if key in entry.raw and entry.values.get(key, defaults[key]) != defaults[key]:
@@ -196,16 +190,19 @@ def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> 
                     entry.raw[key] if isinstance(entry.raw[key], str) else None,
                 )
         for index, volume in enumerate(entry.values.get("volumes", ())):
-            problem = _volume_not_yet(volume)
+            problem = _volume_problem(volume)
             if problem:
-                entry.spot.child("volumes").child(index).fail(problem, None)
+                entry.spot.child("volumes").child(index).fail(problem)
 
 
-def _volume_not_yet(volume: object) -> str | None:
-    if isinstance(volume, NamedVolume):
-        return "sdpod does not honour named volumes yet; valid: a host path"
-    if getattr(volume, "owner", Ownership.KEEP) is not Ownership.KEEP:
-        return 'sdpod does not honour volume owners yet; valid: owner = "keep"'
-    if getattr(volume, "create", False):
-        return "sdpod does not create volume sources yet; valid: an existing path"
-    return None
+def _volume_problem(volume: Volume) -> str | None:
+    if volume.owner is not Ownership.IDMAP:
+        return None
+    if os.geteuid() != 0:
+        # An idmapped mount needs CAP_SYS_ADMIN in the user namespace that owns the
+        # file system, the host's for any host directory (mount_setattr(2)).
+        return (
+            'owner = "idmap" needs sdpod to run as root: only root may idmap a host '
+            'directory; valid: owner = "shift" to give the files to the container\'s user'
+        )
+    return 'sdpod does not honour owner = "idmap" yet; valid: "keep" or "shift"'

@@ -237,13 +237,16 @@ def _device_problem(path: Path, read_only: bool) -> str | None:
 def make_secret(
     source: str, target: str | None, mode: int, uid: int, gid: int, base_dir: Path, check: bool
 ) -> Secret:
-    """A secret from `source`, mounted at `target`: a path, or a name under /run/secrets."""
+    """A secret from `source`, mounted at `target`: a file name in /run/secrets."""
     path = host_path(source, base_dir)
     name = target if target is not None else path.name
     where = PurePosixPath(name) if name.startswith("/") else SECRETS_DIR / name
-    problems = [target_problem_of(str(where))]
-    if "/" in name and not name.startswith("/"):
-        problems.append(f"target {_q(name)} is neither a name nor absolute; valid: db_password")
+    problems: list[str | None] = []
+    if where.parent != SECRETS_DIR or where.name in ("", ".", ".."):
+        problems.append(
+            f"target {_q(name)} is not a file of {SECRETS_DIR}; valid: a file name like "
+            f"db_password, or {SECRETS_DIR}/db_password"
+        )
     if check:
         problems.append(_secret_source_problem(source, path))
     _raise_any(problems)

@@ -475,8 +475,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=(),
         dump=lambda secrets, show: [mounted.dump_secret(one, show) for one in secrets],
         example='secrets = ["./db-password"]',
-        help="host files copied into memory at each start, under /run/secrets by default, "
-        "owned by root with mode 0400: a path, or tables to choose these: see below",
+        help="host files copied into memory at each start, as read-only files of "
+        "/run/secrets named as their source, owned by root with mode 0400: paths, or tables "
+        "to choose the name, mode and owner: see below",
         table=mounted.SECRET,
         table_items=True,
     ),

@@ -14,6 +14,9 @@ from sdpod.config.model import EnvFile, IdMap, Network, UserNamespace, UsernsMod
 from sdpod.config.problems import Spot
 from sdpod.config.schema import Json, Setting, ShowPath, convert_table
 
+# The annotations sdpod writes into each container's config.json start with this.
+RESERVED_LABEL_PREFIX = "io.sdpod."
+
 # -- env_file and labels ------------------------------------------------------------------
 
 
@@ -48,6 +51,9 @@ def convert_labels(value: object, spot: Spot) -> tuple[tuple[str, str], ...] | N
 def _label(key: str, value: object, spot: Spot) -> tuple[str, str] | None:
     if not key or "\0" in key:
         spot.fail("not a label name; valid: a name like org.example.team")
+        return None
+    if key.startswith(RESERVED_LABEL_PREFIX):
+        spot.fail(f"{RESERVED_LABEL_PREFIX}* names are sdpod's own; valid: another prefix")
         return None
     text = convert.string(value, spot, '"web"')
     if text is None:

@@ -171,6 +171,8 @@ def dump_volume(volume: Volume, show: ShowPath) -> Json:
         create = False
     else:
         source = show(volume.source)
+        # Shown relative, a path must still read as a path, not as a volume's name.
+        source = source if mounts.is_host_path(source) else f"./{source}"
         create = volume.create
     return {
         "source": source,
@@ -226,7 +228,7 @@ SECRET: Final[tuple[Setting[Any], ...]] = (
         default=None,
         dump=lambda target, _: target,
         example='target = "db_password"',
-        help="a name under /run/secrets, or an absolute path in the container",
+        help="its file name in /run/secrets",
         shown_default="the source's file name",
     ),
     Setting[int](

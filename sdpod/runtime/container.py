@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sdpod.kernel import capabilities, syscalls, userns
-from sdpod.runtime import mounts
+from sdpod.runtime import mounts, provision
 from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
 
 NAMESPACE_FLAGS = {
@@ -78,6 +78,9 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
     """The second process, PID 1 of the container: root file system, then exec."""
     try:
         _build_root(spec, rootfs, channels.lower_tree)
+        provision.write_secrets(spec, rootfs)
+        provision.shift_volumes(spec, rootfs)
+        provision.apply_sysctls(spec)
         syscalls.sethostname(spec.get("hostname", ""))
         syscalls.set_link_up("lo")
         _pivot_into(rootfs)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdpod.config.model import BindVolume, Container, PortMapping
+from sdpod.config.model import Container, NamedVolume, Ownership, PortMapping
+from sdpod.config.mounts import SECRETS_DIR
+from sdpod.config.security import ALL_CAPABILITIES
 from sdpod.errors import RuntimeSetupError
 from sdpod.health.annotate import annotate
 from sdpod.kernel import capabilities
@@ -28,6 +30,13 @@ ANNOTATION_NETWORK = "io.sdpod.network"
 ANNOTATION_PORTS = "io.sdpod.ports"
 ANNOTATION_IMAGE = "io.sdpod.image"
 ANNOTATION_NAME = "io.sdpod.name"
+ANNOTATION_SECRETS = "io.sdpod.secrets"
+ANNOTATION_SHIFT = "io.sdpod.volumes.shift"
+# Labels are the user's annotations; this prefix stays sdpod's own.
+ANNOTATION_PREFIX = "io.sdpod."
+
+# Secrets are at most 512 KiB each (config refuses larger), and few.
+SECRETS_TMPFS_SIZE = "8m"
 
 # Where the init that runs as the container's PID 1 is mounted: on the container's own
 # /dev tmpfs, so that no image file is hidden and nothing is written into the image.
@@ -82,6 +91,7 @@ class BundleLayout:
     upper: Path  # the container's own changes
     work: Path  # overlayfs's work directory, beside upper
     etc: Path  # hosts, hostname and resolv.conf made for this container
+    volumes: Path = Path("/nonexistent")  # where the named volumes of every container live
 
     @property
     def rootfs(self) -> Path:
@@ -92,9 +102,13 @@ class BundleLayout:
         """Where the launcher attaches an idmapped view of `lower`, when it makes one."""
         return self.bundle / "lower"
 
+    def volume(self, name: str) -> Path:
+        return self.volumes / name
+
     @classmethod
-    def under(cls, directory: Path, lower: Path) -> BundleLayout:
-        return cls(directory, lower, directory / "upper", directory / "work", directory / "etc")
+    def under(cls, directory: Path, lower: Path, volumes: Path) -> BundleLayout:
+        upper, work, etc = directory / "upper", directory / "work", directory / "etc"
+        return cls(directory, lower, upper, work, etc, volumes)
 
 
 def process_args(container: Container, image: ImageDefaults) -> list[str]:
@@ -198,13 +212,73 @@ def default_mounts() -> list[dict[str, Any]]:
     ]
 
 
-def _volume_mounts(container: Container) -> list[dict[str, Any]]:
+def _volume_mounts(container: Container, layout: BundleLayout) -> list[dict[str, Any]]:
     mounts = []
     for volume in container.volumes:
-        assert isinstance(volume, BindVolume), "config refuses named volumes"
+        named = isinstance(volume, NamedVolume)
+        source = layout.volume(volume.name) if named else volume.source  # type: ignore[union-attr]
         options = ["rbind", "ro" if volume.read_only else "rw"]
-        mounts.append(_mount(str(volume.target), "bind", str(volume.source), options))
+        mounts.append(_mount(str(volume.target), "bind", str(source), options))
     return mounts
+
+
+def _tmpfs_mounts(container: Container) -> list[dict[str, Any]]:
+    mounts = []
+    for tmpfs in container.tmpfs:
+        size = [] if tmpfs.size is None else [f"size={tmpfs.size}"]
+        options = ["nosuid", "nodev", f"mode={tmpfs.mode:04o}", *size]
+        mounts.append(_mount(str(tmpfs.target), "tmpfs", "tmpfs", options))
+    return mounts
+
+
+def _device_mounts(container: Container) -> list[dict[str, Any]]:
+    """Host devices, bound onto the container's /dev: rootless, mknod is not allowed."""
+    return [
+        _mount(
+            str(device.target),
+            "bind",
+            str(device.source),
+            ["bind", "nosuid", "noexec", "ro" if device.read_only else "rw"],
+        )
+        for device in container.devices
+    ]
+
+
+def _secret_mounts(container: Container) -> list[dict[str, Any]]:
+    """The memory-backed directory the launcher writes secrets into before pivot_root."""
+    if not container.secrets:
+        return []
+    options = ["nosuid", "nodev", "noexec", "mode=0755", f"size={SECRETS_TMPFS_SIZE}"]
+    return [_mount(str(SECRETS_DIR), "tmpfs", "tmpfs", options)]
+
+
+def _secrets_annotation(container: Container) -> str:
+    return json.dumps(
+        [
+            {
+                "source": str(secret.source),
+                "target": str(secret.target),
+                "mode": secret.mode,
+                "uid": secret.uid,
+                "gid": secret.gid,
+            }
+            for secret in container.secrets
+        ]
+    )
+
+
+def _shifted_volumes(container: Container) -> str:
+    return json.dumps(
+        [str(volume.target) for volume in container.volumes if volume.owner is Ownership.SHIFT]
+    )
+
+
+def bounding_set(container: Container) -> list[str]:
+    """The default capabilities, less `cap_drop`, plus `cap_add`, in the kernel's order."""
+    dropped = set(container.cap_drop)
+    kept = set() if ALL_CAPABILITIES in dropped else set(capabilities.DEFAULT) - dropped
+    kept |= set(container.cap_add)
+    return [name for name in capabilities.NAMES if name in kept]
 
 
 def _scratch_mounts() -> list[dict[str, Any]]:
@@ -275,7 +349,7 @@ def build_spec(
             "noNewPrivileges": True,
             # Only the bounding set is applied so far; root's effective and permitted
             # sets follow from it at exec, and other users start with none.
-            "capabilities": {"bounding": list(capabilities.DEFAULT)},
+            "capabilities": {"bounding": bounding_set(container)},
         },
         "root": {"path": "rootfs", "readonly": container.read_only},
         "hostname": container.hostname or container.name,
@@ -283,20 +357,27 @@ def build_spec(
         + init_mounts
         + _etc_mounts(layout.etc)
         + (_scratch_mounts() if container.read_only else [])
-        + _volume_mounts(container),
+        + _secret_mounts(container)
+        + _volume_mounts(container, layout)
+        + _tmpfs_mounts(container)
+        + _device_mounts(container),
         "linux": {
             "uidMappings": _id_map(mapping.uids),
             "gidMappings": _id_map(mapping.gids),
             "namespaces": [{"type": kind} for kind in namespaces],
+            "sysctl": dict(container.sysctls),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },
         "annotations": {
+            **dict(container.labels),
             ANNOTATION_NAME: container.name,
             ANNOTATION_IMAGE: str(container.image),
             ANNOTATION_OVERLAY: json.dumps(overlay),
             ANNOTATION_NETWORK: "slirp4netns",
             ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
+            ANNOTATION_SECRETS: _secrets_annotation(container),
+            ANNOTATION_SHIFT: _shifted_volumes(container),
             **annotate(container),
         },
     }

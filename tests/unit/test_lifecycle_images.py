@@ -44,7 +44,7 @@ def stored_rootfs(root: Path, image_id: str) -> Path:
 
 
 def digest_for(container: Container, rootfs: Path, bundle: Path) -> str:
-    layout = oci.BundleLayout.under(bundle, rootfs)
+    layout = oci.BundleLayout.under(bundle, rootfs, bundle / "volumes")
     spec = oci.build_spec(container, Image(), layout, MAPPING, Path("/usr/bin/tini-static"))
     project = Project(bundle / "web.toml", (container,), "web")
     properties = service_properties(container, project, launcher_argv(layout.bundle))
@@ -64,7 +64,9 @@ def test_a_newer_image_under_the_same_tag_changes_the_definition(tmp_path: Path)
 
 def test_the_reference_is_what_the_container_shows_as_its_image(tmp_path: Path) -> None:
     container = Container("web", RegistryImage(REFERENCE))
-    layout = oci.BundleLayout.under(tmp_path / "bundle", stored_rootfs(tmp_path, "c" * 64))
+    layout = oci.BundleLayout.under(
+        tmp_path / "bundle", stored_rootfs(tmp_path, "c" * 64), tmp_path / "volumes"
+    )
     spec = oci.build_spec(container, Image(), layout, MAPPING, Path("/usr/bin/tini-static"))
     assert spec["annotations"][oci.ANNOTATION_IMAGE] == REFERENCE  # type: ignore[index]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -10,10 +11,14 @@ import pytest
 from sdpod.config.model import (
     BindVolume,
     Container,
+    Device,
     LayoutImage,
+    NamedVolume,
     PortMapping,
     Protocol,
     RestartPolicy,
+    Secret,
+    Tmpfs,
 )
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel.userns import IdMapping, IdRange
@@ -58,7 +63,7 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 def build(rootfs: Path, container: Container, image: Image = Image()) -> dict[str, object]:
-    layout = oci.BundleLayout.under(rootfs.parent / "bundle", rootfs)
+    layout = oci.BundleLayout.under(rootfs.parent / "bundle", rootfs, Path("/volumes"))
     return oci.build_spec(container, image, layout, MAPPING, Path("/usr/bin/tini-static"))
 
 
@@ -131,3 +136,49 @@ def test_toml_user_directory_host_name_and_read_only_root(rootfs: Path) -> None:
     assert spec["root"] == {"path": "rootfs", "readonly": True}
     scratch = [m["destination"] for m in spec["mounts"] if m["type"] == "tmpfs"]  # type: ignore[attr-defined]
     assert {"/tmp", "/var/tmp", "/run"} <= set(scratch)
+
+
+def test_capabilities_are_the_default_less_drops_plus_adds(rootfs: Path) -> None:
+    container = make_container(cap_add=("CAP_NET_ADMIN",), cap_drop=("CAP_CHOWN", "CAP_KILL"))
+    bounding = build(rootfs, container)["process"]["capabilities"]["bounding"]  # type: ignore[index]
+    assert "CAP_NET_ADMIN" in bounding
+    assert "CAP_CHOWN" not in bounding and "CAP_KILL" not in bounding
+    assert "CAP_SETUID" in bounding
+
+
+def test_dropping_all_keeps_only_what_is_added(rootfs: Path) -> None:
+    container = make_container(cap_add=("CAP_NET_BIND_SERVICE",), cap_drop=("ALL",))
+    bounding = build(rootfs, container)["process"]["capabilities"]["bounding"]  # type: ignore[index]
+    assert bounding == ["CAP_NET_BIND_SERVICE"]
+
+
+def test_labels_and_sysctls_reach_the_config(rootfs: Path) -> None:
+    container = make_container(
+        labels=(("org.example.team", "web"),),
+        sysctls=(("net.ipv4.ip_unprivileged_port_start", "80"),),
+    )
+    config = build(rootfs, container)
+    assert config["annotations"]["org.example.team"] == "web"  # type: ignore[index]
+    assert config["linux"]["sysctl"] == {"net.ipv4.ip_unprivileged_port_start": "80"}  # type: ignore[index]
+
+
+def test_tmpfs_devices_secrets_and_named_volumes_are_mounts(rootfs: Path) -> None:
+    container = make_container(
+        volumes=(NamedVolume("pgdata", PurePosixPath("/data")),),
+        tmpfs=(Tmpfs(PurePosixPath("/scratch"), 1 << 20, 0o700),),
+        devices=(Device(PurePosixPath("/dev/fuse"), PurePosixPath("/dev/fuse"), read_only=True),),
+        secrets=(Secret(Path("/srv/pw"), PurePosixPath("/run/secrets/pw"), 0o440, 33, 33),),
+    )
+    config = build(rootfs, container)
+    by_target = {m["destination"]: m for m in config["mounts"]}  # type: ignore[attr-defined]
+
+    assert by_target["/data"]["source"] == "/volumes/pgdata"
+    assert by_target["/scratch"]["type"] == "tmpfs"
+    assert {"size=1048576", "mode=0700"} <= set(by_target["/scratch"]["options"])
+    assert by_target["/dev/fuse"]["source"] == "/dev/fuse"
+    assert "ro" in by_target["/dev/fuse"]["options"]
+    assert by_target["/run/secrets"]["type"] == "tmpfs"
+    secrets = json.loads(config["annotations"][oci.ANNOTATION_SECRETS])  # type: ignore[index]
+    assert secrets == [
+        {"source": "/srv/pw", "target": "/run/secrets/pw", "mode": 0o440, "uid": 33, "gid": 33}
+    ]

@@ -1,0 +1,90 @@
+"""What the container's init sets up after its mounts and before pivot_root.
+
+Sysctls, secrets and volume owners all need the container's own namespaces (its network
+namespace for net.*, its user namespace to own files with its ids) and the host's paths
+(the secrets' sources) at once: only this moment has both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sdpod.kernel import syscalls
+from sdpod.runtime import mounts
+from sdpod.runtime.spec import ANNOTATION_SECRETS, ANNOTATION_SHIFT
+
+
+def apply_sysctls(spec: dict[str, Any]) -> None:
+    """Write the spec's sysctls; /proc/sys shows the namespaces of whoever opens it."""
+    for name, value in spec.get("linux", {}).get("sysctl", {}).items():
+        path = Path("/proc/sys") / name.replace(".", "/")
+        try:
+            path.write_text(f"{value}\n")
+        except OSError as error:
+            raise OSError(
+                error.errno, f"failed to set sysctl {name} to {value!r}: {error.strerror}"
+            ) from None
+
+
+def write_secrets(spec: dict[str, Any], rootfs: str) -> None:
+    """Copy each secret into the container's memory-backed secrets directory, then make
+    that directory read-only, as docker and podman mount theirs."""
+    secrets = json.loads(spec.get("annotations", {}).get(ANNOTATION_SECRETS) or "[]")
+    if not secrets:
+        return
+    for secret in secrets:
+        _write_secret(secret, rootfs)
+    directory = mounts.resolve_in_root(rootfs, str(Path(secrets[0]["target"]).parent))
+    flags = syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY
+    syscalls.mount(None, directory, None, flags | mounts.locked_flags(directory))
+
+
+def _write_secret(secret: dict[str, Any], rootfs: str) -> None:
+    try:
+        data = Path(secret["source"]).read_bytes()
+    except OSError as error:
+        raise OSError(
+            error.errno, f"failed to read secret {secret['source']}: {error.strerror}"
+        ) from None
+    target = mounts.resolve_in_root(rootfs, secret["target"])
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        # Owner before mode: chown clears setuid bits, and a mode of 0 would still let
+        # the owner change the owner, but not another user read the file.
+        os.fchown(fd, secret["uid"], secret["gid"])
+        os.fchmod(fd, secret["mode"])
+    except OSError as error:
+        raise OSError(
+            error.errno, f"failed to write secret {secret['target']}: {error.strerror}"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def shift_volumes(spec: dict[str, Any], rootfs: str) -> None:
+    """Give volumes marked `shift` to the container's user, once: a tree whose top
+    already belongs to that user is left as it is, so a restart costs one stat."""
+    targets = json.loads(spec.get("annotations", {}).get(ANNOTATION_SHIFT) or "[]")
+    user = spec["process"]["user"]
+    for target in targets:
+        path = mounts.resolve_in_root(rootfs, target)
+        top = os.lstat(path)
+        if (top.st_uid, top.st_gid) != (user["uid"], user["gid"]):
+            _chown_tree(path, user["uid"], user["gid"])
+
+
+def _chown_tree(top: str, uid: int, gid: int) -> None:
+    """Change every owner under `top` without following links or leaving its mount."""
+    device = os.lstat(top).st_dev
+    os.lchown(top, uid, gid)
+    for directory, names, files in os.walk(top):
+        for name in [*names, *files]:
+            path = os.path.join(directory, name)
+            if os.lstat(path).st_dev == device:
+                os.lchown(path, uid, gid)
+        # A mount inside the volume is someone else's tree: walk around it.
+        names[:] = [n for n in names if os.lstat(os.path.join(directory, n)).st_dev == device]

@@ -1,0 +1,168 @@
+"""The settings beyond first light, as a running container sees them.
+
+One container uses them all: environment files, a port range, a named volume given to
+its user, a volume made on `up`, tmpfs, secrets, a device, labels, capabilities and
+sysctls. Each test reads what the kernel shows inside (through `sdpod exec`) or what
+the host holds, never what sdpod says it did.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox import SandboxHost
+
+from system.helpers import Project, chown_tree, fetch, free_port
+
+pytestmark = pytest.mark.system
+
+Completed = subprocess.CompletedProcess[str]
+
+# Two web servers, on ports 80 and 81, as the unprivileged user www (33), which owns
+# the shifted volume. The capabilities below are root's: www's process has none.
+COMMAND = "httpd -p 80 -h /www && exec httpd -f -p 81 -h /www"
+
+SETTINGS = """\
+env_file = "web.env"
+env = {{ FROM_TOML = "toml" }}
+ports = ["127.0.0.1:{first}-{second}:80-81"]
+volumes = [
+    "./www:/www:ro",
+    "{volume}:/data:shift",
+    {{ source = "./made-on-up", target = "/cache", create = true }},
+]
+user = "www"
+tmpfs = ["/scratch:size=1M,mode=0700"]
+secrets = [
+    "./db-password",
+    {{ source = "./db-password", target = "api_key", mode = "0440", uid = 33, gid = 33 }},
+]
+devices = ["/dev/null:/dev/sink"]
+labels = {{ "org.example.team" = "web" }}
+cap_add = ["NET_ADMIN"]
+cap_drop = ["CHOWN"]
+sysctls = {{ "net.ipv4.ip_unprivileged_port_start" = 80 }}
+"""
+
+
+def ok(result: Completed) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture
+def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
+    name = f"settings-{secrets.token_hex(3)}"
+    first, second = _two_free_ports()
+    volume = f"vol-{name}"
+    made = Project.create(sandbox, sandbox.user, user_dir, name, first)
+    head = (
+        Path(made.toml)
+        .read_text()
+        .split("ports =")[0]
+        .replace(
+            'command = ["httpd", "-f", "-v", "-p", "80", "-h", "/www"]',
+            f"command = {json.dumps(['sh', '-c', COMMAND])}",
+        )
+    )
+    text = head + SETTINGS.format(first=first, second=second, volume=volume)
+    made.rewrite(text)
+    (user_dir / "web.env").write_text("FROM_FILE=file\nFROM_TOML=file\n")
+    (user_dir / "db-password").write_text("s3cret\n")
+    chown_tree(user_dir, sandbox.user)
+
+    ok(made.up())
+    try:
+        yield made
+    finally:
+        made.down()
+        # Named volumes outlive their containers; this one's files belong to subordinate
+        # ids, which only root (this test) or the user's namespace may remove.
+        shutil.rmtree(sandbox.home(sandbox.user) / ".local/share/sdpod/volumes" / volume)
+
+
+def _two_free_ports() -> tuple[int, int]:
+    while True:
+        first = free_port()
+        if first < 65535:
+            return first, first + 1
+
+
+def inside(project: Project, script: str) -> str:
+    return ok(project.sdpod("exec", project.name, "sh", "-c", script))
+
+
+def owners(project: Project, path: str) -> str:
+    """`UID:GID` of `path` as the container sees it, from `ls -ln` (busybox has no stat)."""
+    fields = inside(project, f"ls -lnd {path}").split()
+    return f"{fields[2]}:{fields[3]}"
+
+
+def test_environment_files_and_the_toml_merge(project: Project) -> None:
+    env = inside(project, "echo $FROM_FILE $FROM_TOML")
+    assert env.split() == ["file", "toml"]
+
+
+def test_a_port_range_publishes_each_port(project: Project) -> None:
+    assert fetch(f"http://127.0.0.1:{project.port}/") == project.index_html
+    assert fetch(f"http://127.0.0.1:{project.port + 1}/") == project.index_html
+
+
+def test_a_named_volume_is_made_and_given_to_the_user(project: Project) -> None:
+    assert owners(project, "/data") == "33:33"
+    inside(project, "echo kept > /data/note")
+
+    project.down()
+    ok(project.up())
+    assert inside(project, "cat /data/note") == "kept\n"
+
+
+def test_a_missing_source_marked_create_is_made(project: Project) -> None:
+    made = Path(project.directory) / "made-on-up"
+    assert made.is_dir()
+    assert owners(project, "/cache") == "0:0"
+
+
+def test_tmpfs_has_its_size_and_mode(project: Project) -> None:
+    mounts = inside(project, "cat /proc/mounts")
+    line = next(line for line in mounts.splitlines() if line.split()[1] == "/scratch")
+    assert line.split()[2] == "tmpfs"
+    assert "size=1024k" in line and "mode=700" in line
+
+
+def test_secrets_are_read_only_files_with_their_mode_and_owner(project: Project) -> None:
+    listing = inside(project, "ls -ln /run/secrets").splitlines()[1:]
+    seen = sorted(" ".join([f[0], f[2], f[3], f[-1]]) for f in map(str.split, listing))
+    assert seen == ["-r-------- 0 0 db-password", "-r--r----- 33 33 api_key"]
+    assert inside(project, "cat /run/secrets/api_key") == "s3cret\n"
+    mounts = inside(project, "cat /proc/mounts")
+    line = next(line for line in mounts.splitlines() if line.split()[1] == "/run/secrets")
+    assert line.split()[3].startswith("ro,")
+
+
+def test_a_device_is_bound_into_dev(project: Project) -> None:
+    listing = inside(project, "ls -l /dev/sink; echo dropped > /dev/sink && echo written")
+    assert listing.startswith("c")
+    assert listing.rstrip().endswith("written")
+
+
+def test_labels_are_annotations_of_the_config(project: Project) -> None:
+    config = json.loads((project.container_dir / "config.json").read_text())
+    assert config["annotations"]["org.example.team"] == "web"
+
+
+def test_capabilities_and_sysctls_reach_the_kernel(project: Project) -> None:
+    status = inside(project, "cat /proc/1/status")
+    line = next(line for line in status.splitlines() if line.startswith("CapBnd"))
+    bounding = int(line.split()[1], 16)
+    net_admin, chown = 1 << 12, 1 << 0
+    assert bounding & net_admin
+    assert not bounding & chown
+
+    assert inside(project, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start") == "80\n"
