@@ -198,11 +198,11 @@ def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> 
 def _volume_problem(volume: Volume) -> str | None:
     if volume.owner is not Ownership.IDMAP:
         return None
-    if os.geteuid() != 0:
-        # An idmapped mount needs CAP_SYS_ADMIN in the user namespace that owns the
-        # file system, the host's for any host directory (mount_setattr(2)).
-        return (
-            'owner = "idmap" needs sdpod to run as root: only root may idmap a host '
-            'directory; valid: owner = "shift" to give the files to the container\'s user'
-        )
-    return 'sdpod does not honour owner = "idmap" yet; valid: "keep" or "shift"'
+    if os.geteuid() == 0:
+        return None
+    # An idmapped mount needs CAP_SYS_ADMIN in the user namespace that owns the file
+    # system, the host's for any host directory (mount_setattr(2)).
+    return (
+        'owner = "idmap" needs sdpod to run as root: only root may idmap a host '
+        'directory; valid: owner = "shift" to give the files to the container\'s user'
+    )

@@ -30,6 +30,9 @@ NAMESPACE_FLAGS = {
 }
 
 
+Trees = tuple[tuple[int, str], ...]
+
+
 @dataclass(frozen=True)
 class Channels:
     """The pipes between the launcher and the two processes it starts.
@@ -43,8 +46,9 @@ class Channels:
     from_child: int
     go: int
     errors: int
-    lower_tree: int = -1
-    """A detached idmapped mount of the image, to attach and use as the overlay's lower."""
+    trees: Trees = ()
+    """Detached idmapped mounts, each with the path to attach it at: the image's, which
+    the overlay then uses as its lower layer, and those of volumes marked idmap."""
 
 
 def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
@@ -77,7 +81,7 @@ def _namespace_flags(spec: dict[str, Any]) -> int:
 def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
     """The second process, PID 1 of the container: root file system, then exec."""
     try:
-        _build_root(spec, rootfs, channels.lower_tree)
+        _build_root(spec, rootfs, channels.trees)
         provision.write_secrets(spec, rootfs)
         provision.shift_volumes(spec, rootfs)
         provision.apply_sysctls(spec)
@@ -94,15 +98,16 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
     os._exit(127)
 
 
-def _build_root(spec: dict[str, Any], rootfs: str, lower_tree: int) -> None:
+def _build_root(spec: dict[str, Any], rootfs: str, trees: Trees) -> None:
     # Nothing mounted here may propagate back to the host (mount_namespaces(7)).
     syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    for tree, attach in trees:
+        syscalls.move_mount(tree, attach)
 
     overlay = spec.get("annotations", {}).get(ANNOTATION_OVERLAY)
     if overlay:
         dirs = json.loads(overlay)
         if dirs.get("idmap_lower"):
-            syscalls.move_mount(lower_tree, dirs["idmap_lower"])
             dirs["lower"] = dirs["idmap_lower"]
         syscalls.mount("overlay", rootfs, "overlay", 0, _overlay_data(dirs))
     else:

@@ -24,8 +24,9 @@ from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
 from sdpod.runtime import cgroup, journal, notify, readiness
 from sdpod.runtime.bundle import write_atomically
-from sdpod.runtime.container import Channels, run_child
+from sdpod.runtime.container import Channels, Trees, run_child
 from sdpod.runtime.spec import (
+    ANNOTATION_IDMAP,
     ANNOTATION_NAME,
     ANNOTATION_NETWORK,
     ANNOTATION_OVERLAY,
@@ -71,12 +72,10 @@ class _Pipes:
         self.go = os.pipe()
         self.errors = os.pipe2(os.O_CLOEXEC)
 
-    def child_side(self, lower_tree: int) -> Channels:
+    def child_side(self, trees: Trees) -> Channels:
         for fd in (self.to_child[1], self.from_child[0], self.go[1], self.errors[0]):
             os.close(fd)
-        return Channels(
-            self.to_child[0], self.from_child[1], self.go[0], self.errors[1], lower_tree
-        )
+        return Channels(self.to_child[0], self.from_child[1], self.go[0], self.errors[1], trees)
 
     def parent_side(self) -> None:
         for fd in (self.to_child[0], self.from_child[1], self.go[0], self.errors[1]):
@@ -94,14 +93,14 @@ def launch(bundle: Path) -> int:
     if journal.writes_to_journal():
         journal.relay_output()
 
-    lower_tree = _idmapped_lower(spec)
+    trees = _idmapped_trees(spec)
     pipes = _Pipes()
     child = os.fork()
     if child == 0:
-        run_child(spec, rootfs, pipes.child_side(lower_tree))
+        run_child(spec, rootfs, pipes.child_side(trees))
     pipes.parent_side()
-    if lower_tree >= 0:
-        os.close(lower_tree)
+    for fd, _ in trees:
+        os.close(fd)
 
     init = 0
     try:
@@ -116,13 +115,28 @@ def launch(bundle: Path) -> int:
     return init
 
 
-def _idmapped_lower(spec: dict[str, Any]) -> int:
-    """As root, the image seen with the container's ids, ready to attach; else -1."""
-    overlay = json.loads(spec.get("annotations", {}).get(ANNOTATION_OVERLAY, "{}"))
-    if not overlay.get("idmap_lower"):
-        return -1
-    # Close-on-exec, yet inherited across fork by the container's first process.
-    return idmapped_tree(overlay["lower"], mapping_of(spec))
+def _idmapped_trees(spec: dict[str, Any]) -> Trees:
+    """As root, the image and the volumes marked idmap seen with the container's ids,
+    each with the path to attach it at; none rootless, where the kernel forbids it.
+
+    The trees are close-on-exec, yet inherited across fork by the container's process.
+    """
+    annotations = spec.get("annotations", {})
+    overlay = json.loads(annotations.get(ANNOTATION_OVERLAY, "{}"))
+    views = json.loads(annotations.get(ANNOTATION_IDMAP) or "[]")
+    if overlay.get("idmap_lower"):
+        views.insert(0, {"source": overlay["lower"], "attach": overlay["idmap_lower"]})
+
+    trees: list[tuple[int, str]] = []
+    try:
+        for view in views:
+            os.makedirs(view["attach"], exist_ok=True)
+            trees.append((idmapped_tree(view["source"], mapping_of(spec)), view["attach"]))
+    except BaseException:
+        for fd, _ in trees:
+            os.close(fd)
+        raise
+    return tuple(trees)
 
 
 def _prepare_child(

@@ -32,6 +32,7 @@ ANNOTATION_IMAGE = "io.sdpod.image"
 ANNOTATION_NAME = "io.sdpod.name"
 ANNOTATION_SECRETS = "io.sdpod.secrets"
 ANNOTATION_SHIFT = "io.sdpod.volumes.shift"
+ANNOTATION_IDMAP = "io.sdpod.volumes.idmap"
 # Labels are the user's annotations; this prefix stays sdpod's own.
 ANNOTATION_PREFIX = "io.sdpod."
 
@@ -104,6 +105,10 @@ class BundleLayout:
 
     def volume(self, name: str) -> Path:
         return self.volumes / name
+
+    def idmapped_volume(self, index: int) -> Path:
+        """Where the launcher attaches an idmapped view of the `index`th volume."""
+        return self.bundle / "idmapped" / str(index)
 
     @classmethod
     def under(cls, directory: Path, lower: Path, volumes: Path) -> BundleLayout:
@@ -214,12 +219,26 @@ def default_mounts() -> list[dict[str, Any]]:
 
 def _volume_mounts(container: Container, layout: BundleLayout) -> list[dict[str, Any]]:
     mounts = []
-    for volume in container.volumes:
+    for index, volume in enumerate(container.volumes):
         named = isinstance(volume, NamedVolume)
         source = layout.volume(volume.name) if named else volume.source  # type: ignore[union-attr]
+        if volume.owner is Ownership.IDMAP:
+            # The launcher attaches an idmapped view of the source here first.
+            source = layout.idmapped_volume(index)
         options = ["rbind", "ro" if volume.read_only else "rw"]
         mounts.append(_mount(str(volume.target), "bind", str(source), options))
     return mounts
+
+
+def _idmapped_volumes(container: Container, layout: BundleLayout) -> str:
+    """What the launcher attaches as idmapped views: each volume's source and where."""
+    views = []
+    for index, volume in enumerate(container.volumes):
+        if volume.owner is Ownership.IDMAP:
+            named = isinstance(volume, NamedVolume)
+            source = layout.volume(volume.name) if named else volume.source  # type: ignore[union-attr]
+            views.append({"source": str(source), "attach": str(layout.idmapped_volume(index))})
+    return json.dumps(views)
 
 
 def _tmpfs_mounts(container: Container) -> list[dict[str, Any]]:
@@ -378,6 +397,7 @@ def build_spec(
             ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
             ANNOTATION_SECRETS: _secrets_annotation(container),
             ANNOTATION_SHIFT: _shifted_volumes(container),
+            ANNOTATION_IDMAP: _idmapped_volumes(container, layout),
             **annotate(container),
         },
     }

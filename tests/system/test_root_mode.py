@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -82,3 +83,33 @@ def test_root_runs_each_container_in_its_own_range(
         assert not (Path("/var/lib/sdpod/containers") / name).exists()
         assert refuses(port)
     assert not set(json.loads(IDRANGES.read_text())) & {"rootweb1", "rootweb2"}
+
+
+def test_an_idmapped_volume_shows_the_host_ids_unchanged(
+    sandbox: SandboxHost, user_dir: Path
+) -> None:
+    build_image(user_dir / "image", ())
+    shared = user_dir / "shared"
+    shared.mkdir()
+    (shared / "owned").write_text("by 1234\n")
+    os.chown(shared / "owned", 1234, 1234)
+    toml = user_dir / "idmap.toml"
+    toml.write_text(
+        "[container]\n"
+        'name = "rootidmap"\n'
+        'image = "oci:image:latest"\n'
+        'command = ["sleep", "3600"]\n'
+        'volumes = ["./shared:/shared:idmap"]\n'
+    )
+    try:
+        up = as_root(sandbox, "sdpod", "up", str(toml))
+        assert up.returncode == 0, up.stderr
+
+        listing = as_root(sandbox, "sdpod", "exec", "rootidmap", "ls", "-ln", "/shared/owned")
+        assert listing.stdout.split()[2:4] == ["1234", "1234"], listing
+        made = as_root(sandbox, "sdpod", "exec", "rootidmap", "sh", "-c", "echo > /shared/made")
+        assert made.returncode == 0, made.stderr
+        # Container root writes through the view as the host's root: ids are unchanged.
+        assert ((shared / "made").stat().st_uid, (shared / "made").stat().st_gid) == (0, 0)
+    finally:
+        as_root(sandbox, "sdpod", "down", str(toml))
