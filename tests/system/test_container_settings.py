@@ -84,7 +84,8 @@ def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
         made.down()
         # Named volumes outlive their containers; this one's files belong to subordinate
         # ids, which only root (this test) or the user's namespace may remove.
-        shutil.rmtree(sandbox.home(sandbox.user) / ".local/share/sdpod/volumes" / volume)
+        volumes = sandbox.home(sandbox.user) / ".local/share/sdpod/volumes"
+        shutil.rmtree(volumes / volume, ignore_errors=True)
 
 
 def _two_free_ports() -> tuple[int, int]:
@@ -166,3 +167,24 @@ def test_capabilities_and_sysctls_reach_the_kernel(project: Project) -> None:
     assert not bounding & chown
 
     assert inside(project, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start") == "80\n"
+
+
+def test_a_volume_in_use_stays_and_an_unused_one_goes(project: Project) -> None:
+    inside(project, "echo kept > /data/note")
+    volume = f"vol-{project.name}"
+    listed = json.loads(ok(project.sdpod("volume", "ls", "--json")))
+    assert {"name": volume, "used_by": [project.name]}.items() <= next(
+        row for row in listed if row["name"] == volume
+    ).items()
+
+    refused = project.sdpod("volume", "rm", volume)
+    assert refused.returncode != 0
+    assert f"container {project.name} uses it" in refused.stderr
+
+    ok(project.down())
+    # Its files belong to the container's user, a subordinate id: the user could not
+    # delete them alone.
+    ok(project.sdpod("volume", "rm", volume))
+    names = [row["name"] for row in json.loads(ok(project.sdpod("volume", "ls", "--json")))]
+    assert volume not in names
+    assert not (project.sandbox.home(project.user) / ".local/share/sdpod/volumes" / volume).exists()
