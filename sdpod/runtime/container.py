@@ -113,6 +113,8 @@ def _build_root(spec: dict[str, Any], rootfs: str, trees: Trees) -> None:
     else:
         syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
 
+    # Before the volumes hide it, what the image holds where they go fills new ones.
+    provision.populate_volumes(spec, rootfs)
     mounts.execute(mounts.plan_mounts(spec), rootfs)
 
 

@@ -1,20 +1,21 @@
-"""What the container's init sets up after its mounts and before pivot_root.
+"""What the container's init sets up around its mounts and before pivot_root.
 
-Sysctls, secrets and volume owners all need the container's own namespaces (its network
-namespace for net.*, its user namespace to own files with its ids) and the host's paths
-(the secrets' sources) at once: only this moment has both.
+Sysctls, secrets and volume contents all need the container's own namespaces (its
+network namespace for net.*, its user namespace to own files with its ids) and the
+host's paths (the secrets' sources, the volumes) at once: only this moment has both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from sdpod.kernel import syscalls
 from sdpod.runtime import mounts
-from sdpod.runtime.spec import ANNOTATION_SECRETS, ANNOTATION_SHIFT
+from sdpod.runtime.spec import ANNOTATION_POPULATE, ANNOTATION_SECRETS, ANNOTATION_SHIFT
 
 
 def apply_sysctls(spec: dict[str, Any]) -> None:
@@ -88,3 +89,35 @@ def _chown_tree(top: str, uid: int, gid: int) -> None:
                 os.lchown(path, uid, gid)
         # A mount inside the volume is someone else's tree: walk around it.
         names[:] = [n for n in names if os.lstat(os.path.join(directory, n)).st_dev == device]
+
+
+def populate_volumes(spec: dict[str, Any], rootfs: str) -> None:
+    """Copy what the image holds at a named volume's target into the volume while it is
+    empty, owners and modes kept, as docker does: a new database volume starts with the
+    directories and owners its image prepared. Runs before the volumes are mounted."""
+    volumes = json.loads(spec.get("annotations", {}).get(ANNOTATION_POPULATE) or "[]")
+    for volume in volumes:
+        image_dir = mounts.resolve_in_root(rootfs, volume["target"])
+        if not os.path.isdir(image_dir) or os.listdir(volume["source"]):
+            continue
+        _copy_tree(image_dir, volume["source"])
+
+
+def _copy_tree(source: str, target: str) -> None:
+    """Copy the contents of `source` into the existing directory `target`: files, links
+    and directories with their owners, modes and times; links are not followed."""
+    shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
+    for directory, names, files in os.walk(source):
+        for name in [*names, *files, ""]:
+            origin = os.path.join(directory, name)
+            copy = os.path.join(target, os.path.relpath(origin, source))
+            info = os.lstat(origin)
+            os.lchown(copy, info.st_uid, info.st_gid)
+            if not os.path.islink(copy):
+                # chown clears setuid bits: the mode goes back on after it.
+                os.chmod(copy, info.st_mode & 0o7777)
+            os.utime(copy, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_file(source: str, target: str) -> None:
+    shutil.copy2(source, target, follow_symlinks=False)

@@ -33,6 +33,7 @@ ANNOTATION_NAME = "io.sdpod.name"
 ANNOTATION_SECRETS = "io.sdpod.secrets"
 ANNOTATION_SHIFT = "io.sdpod.volumes.shift"
 ANNOTATION_IDMAP = "io.sdpod.volumes.idmap"
+ANNOTATION_POPULATE = "io.sdpod.volumes.populate"
 # Labels are the user's annotations; this prefix stays sdpod's own.
 ANNOTATION_PREFIX = "io.sdpod."
 
@@ -241,6 +242,17 @@ def _idmapped_volumes(container: Container, layout: BundleLayout) -> str:
     return json.dumps(views)
 
 
+def _populated_volumes(container: Container, layout: BundleLayout) -> str:
+    """The named volumes, which take the image's files at their target while empty."""
+    return json.dumps(
+        [
+            {"source": str(layout.volume(volume.name)), "target": str(volume.target)}
+            for volume in container.volumes
+            if isinstance(volume, NamedVolume)
+        ]
+    )
+
+
 def _tmpfs_mounts(container: Container) -> list[dict[str, Any]]:
     mounts = []
     for tmpfs in container.tmpfs:
@@ -398,6 +410,7 @@ def build_spec(
             ANNOTATION_SECRETS: _secrets_annotation(container),
             ANNOTATION_SHIFT: _shifted_volumes(container),
             ANNOTATION_IDMAP: _idmapped_volumes(container, layout),
+            ANNOTATION_POPULATE: _populated_volumes(container, layout),
             **annotate(container),
         },
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sandbox import SandboxHost
+from support.mkimage import Dir, File
 
 from system.helpers import Project, chown_tree, fetch, free_port
 
@@ -51,6 +52,13 @@ sysctls = {{ "net.ipv4.ip_unprivileged_port_start" = 80 }}
 """
 
 
+# What the image holds where the named volume goes: a new volume starts with it.
+IMAGE_EXTRA = [
+    Dir("data", mode=0o750, uid=33, gid=33),
+    File("data/seed", b"from the image\n", uid=44, gid=44),
+]
+
+
 def ok(result: Completed) -> str:
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result.stdout
@@ -61,7 +69,7 @@ def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
     name = f"settings-{secrets.token_hex(3)}"
     first, second = _two_free_ports()
     volume = f"vol-{name}"
-    made = Project.create(sandbox, sandbox.user, user_dir, name, first)
+    made = Project.create(sandbox, sandbox.user, user_dir, name, first, extra=IMAGE_EXTRA)
     head = (
         Path(made.toml)
         .read_text()
@@ -122,6 +130,19 @@ def test_a_named_volume_is_made_and_given_to_the_user(project: Project) -> None:
     project.down()
     ok(project.up())
     assert inside(project, "cat /data/note") == "kept\n"
+
+
+def test_a_new_named_volume_starts_with_the_image_files(project: Project) -> None:
+    assert inside(project, "cat /data/seed") == "from the image\n"
+    assert owners(project, "/data/seed") == "44:44"
+    assert inside(project, "ls -lnd /data").startswith("drwxr-x---")
+
+    # Once it holds files of its own, the image no longer fills it, as with docker (an
+    # emptied volume is filled again).
+    inside(project, "rm /data/seed; echo mine > /data/note")
+    project.down()
+    ok(project.up())
+    assert "seed" not in inside(project, "ls /data")
 
 
 def test_a_missing_source_marked_create_is_made(project: Project) -> None:
