@@ -45,6 +45,12 @@ def pid_file(name: str) -> Path:
     return runtime_dir() / f"{name}.pid"
 
 
+def namespace_link(name: str, kind: str) -> Path:
+    """A link to a namespace of a container's init (`kind` as in /proc/PID/ns: user,
+    net), written by the launcher at each start for containers that share it."""
+    return runtime_dir() / f"{name}.{kind}ns"
+
+
 def health_file(name: str) -> Path:
     """A container's last health check, as JSON (`sdpod.health.state`)."""
     return runtime_dir() / f"{name}.health"

@@ -1,8 +1,9 @@
 """What runs inside the new namespaces, between fork and exec.
 
 Two processes run here. The first enters a new user namespace, waits for the launcher to
-map its ids, then creates the other namespaces and forks the container's init, which is
-PID 1 of the new PID namespace. That second process builds the root file system,
+map its ids (or joins the user and network namespaces of the container whose network it
+shares, mapped already), then creates the other namespaces and forks the container's
+init, which is PID 1 of the new PID namespace. That second process builds the root file system,
 pivots into it, waits for the launcher's word that the network is up, and execs the
 container's command. Both end in `os._exit` or `execve`: neither can ever return into
 the launcher's code. Only the system call boundary and the pure mount plan are used.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sdpod.kernel import capabilities, syscalls, userns
-from sdpod.runtime import mounts, provision
+from sdpod.runtime import mounts, provision, shared
 from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
 
 NAMESPACE_FLAGS = {
@@ -49,12 +50,16 @@ class Channels:
     trees: Trees = ()
     """Detached idmapped mounts, each with the path to attach it at: the image's, which
     the overlay then uses as its lower layer, and those of volumes marked idmap."""
+    joined: shared.Joined = ()
+    """Namespaces of another container to enter instead of creating them."""
 
 
 def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
     """The first process: namespaces, then fork the container's init."""
     try:
-        syscalls.unshare(syscalls.CLONE_NEWUSER)
+        # A joined user namespace is mapped already: the launcher maps only a new one.
+        if not shared.enter(channels.joined):
+            syscalls.unshare(syscalls.CLONE_NEWUSER)
         os.write(channels.from_child, b"u")
         if os.read(channels.to_child, 1) != b"m":
             os._exit(1)
@@ -74,8 +79,17 @@ def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
 def _namespace_flags(spec: dict[str, Any]) -> int:
     flags = 0
     for namespace in spec["linux"]["namespaces"]:
-        flags |= NAMESPACE_FLAGS.get(namespace["type"], 0)
+        if not namespace.get("path"):
+            flags |= NAMESPACE_FLAGS.get(namespace["type"], 0)
     return flags
+
+
+def _owns_network(spec: dict[str, Any]) -> bool:
+    """Whether the container has a network namespace of its own, to configure."""
+    return any(
+        namespace["type"] == "network" and not namespace.get("path")
+        for namespace in spec["linux"]["namespaces"]
+    )
 
 
 def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
@@ -86,7 +100,8 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         provision.shift_volumes(spec, rootfs)
         provision.apply_sysctls(spec)
         syscalls.sethostname(spec.get("hostname", ""))
-        syscalls.set_link_up("lo")
+        if _owns_network(spec):
+            syscalls.set_link_up("lo")
         _pivot_into(rootfs)
         if spec["root"].get("readonly"):
             _make_root_read_only()

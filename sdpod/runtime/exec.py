@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from sdpod import paths
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import syscalls
-from sdpod.runtime import cgroup
+from sdpod.runtime import cgroup, shared
 from sdpod.runtime.container import (
     apply_process,
     check_command,
@@ -99,12 +99,20 @@ def run(
 
 
 def open_namespaces(init_pid: int) -> list[tuple[int, int]]:
-    """Descriptors of the init's namespaces, with their setns(2) types, in joining order."""
+    """Descriptors of the init's namespaces, with their setns(2) types, in joining order.
+
+    A namespace the caller is in already, as the network of a container on the host's
+    network, is left out: entering it again from the container's user namespace would
+    need CAP_SYS_ADMIN over it (setns(2)).
+    """
     opened: list[tuple[int, int]] = []
     try:
         for name, flag in NAMESPACES:
-            path = f"/proc/{init_pid}/ns/{name}"
-            opened.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), flag))
+            fd = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            if shared.is_own(fd, name):
+                os.close(fd)
+                continue
+            opened.append((fd, flag))
     except OSError as error:
         for fd, _ in opened:
             os.close(fd)

@@ -22,7 +22,7 @@ from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.idmap import idmapped_tree
 from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
-from sdpod.runtime import cgroup, journal, notify, readiness
+from sdpod.runtime import cgroup, journal, notify, readiness, shared
 from sdpod.runtime.bundle import write_atomically
 from sdpod.runtime.container import Channels, Trees, run_child
 from sdpod.runtime.spec import (
@@ -72,10 +72,11 @@ class _Pipes:
         self.go = os.pipe()
         self.errors = os.pipe2(os.O_CLOEXEC)
 
-    def child_side(self, trees: Trees) -> Channels:
+    def child_side(self, trees: Trees, joined: shared.Joined) -> Channels:
         for fd in (self.to_child[1], self.from_child[0], self.go[1], self.errors[0]):
             os.close(fd)
-        return Channels(self.to_child[0], self.from_child[1], self.go[0], self.errors[1], trees)
+        ends = (self.to_child[0], self.from_child[1], self.go[0], self.errors[1])
+        return Channels(*ends, trees, joined)
 
     def parent_side(self) -> None:
         for fd in (self.to_child[0], self.from_child[1], self.go[0], self.errors[1]):
@@ -93,18 +94,20 @@ def launch(bundle: Path) -> int:
     if journal.writes_to_journal():
         journal.relay_output()
 
+    network = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
+    joined = shared.open_joined(spec, shared.network_owner(network))
     trees = _idmapped_trees(spec)
     pipes = _Pipes()
     child = os.fork()
     if child == 0:
-        run_child(spec, rootfs, pipes.child_side(trees))
+        run_child(spec, rootfs, pipes.child_side(trees, joined))
     pipes.parent_side()
-    for fd, _ in trees:
+    for fd, _ in trees + joined:
         os.close(fd)
 
     init = 0
     try:
-        init = _prepare_child(child, spec, pipes, leaves)
+        init = _prepare_child(child, spec, pipes, leaves, not shared.joins_user(joined))
         _start_network(init, spec, bundle)
         os.write(pipes.go[1], b"g")
         _wait_for_exec(pipes.errors[0])
@@ -140,13 +143,19 @@ def _idmapped_trees(spec: dict[str, Any]) -> Trees:
 
 
 def _prepare_child(
-    child: int, spec: dict[str, Any], pipes: _Pipes, leaves: cgroup.UnitCgroup | None
+    child: int,
+    spec: dict[str, Any],
+    pipes: _Pipes,
+    leaves: cgroup.UnitCgroup | None,
+    map_user: bool = True,
 ) -> int:
-    """Map the child's ids and give it its cgroup; return the PID of the container's init."""
+    """Map the child's ids, unless it joined a user namespace mapped already, and give it
+    its cgroup; return the PID of the container's init."""
     try:
         if os.read(pipes.from_child[0], 1) != b"u":
             raise RuntimeSetupError(_failure_text(pipes.errors[0], "create the namespaces"))
-        map_ids(child, mapping_of(spec))
+        if map_user:
+            map_ids(child, mapping_of(spec))
         if leaves:
             cgroup.move(child, leaves.container)
         os.write(pipes.to_child[1], b"m")
@@ -161,6 +170,10 @@ def _prepare_child(
 
 def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
     mode = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
+    # Loopback alone, which the init has brought up; the host's network; or another
+    # container's, which that one's launcher has set up: nothing to start here.
+    if mode in ("none", "host") or shared.network_owner(mode):
+        return
     if mode != "slirp4netns":
         raise NetworkError(f"failed to start the container's network: unknown mode {mode!r}")
     name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
@@ -211,9 +224,11 @@ def main(bundle: Path) -> int:
 
 
 def _record_start(name: str, init: int) -> None:
-    """Write the init's PID for `sdpod exec` and the health checks, and forget the last
-    start's health: this start is checked afresh."""
+    """Write the init's PID for `sdpod exec` and the health checks, and links to its
+    namespaces for containers that share its network; forget the last start's health:
+    this start is checked afresh."""
     pid_file = paths.pid_file(name)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(pid_file, f"{init}\n")
+    shared.record(name, init)
     paths.health_file(name).unlink(missing_ok=True)

@@ -9,12 +9,19 @@ ready and how its health is checked (`sdpod.health.annotate`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sdpod.config.model import Container, NamedVolume, Ownership, PortMapping
+from sdpod.config.model import (
+    Container,
+    NamedVolume,
+    Network,
+    NetworkMode,
+    Ownership,
+    PortMapping,
+)
 from sdpod.config.mounts import SECRETS_DIR
 from sdpod.config.security import ALL_CAPABILITIES
 from sdpod.errors import RuntimeSetupError
@@ -329,6 +336,37 @@ def _id_map(ranges: Iterable[IdRange]) -> list[dict[str, int]]:
     return [{"containerID": r.container_id, "hostID": r.host_id, "size": r.size} for r in ranges]
 
 
+NAMESPACES = ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
+
+
+def namespaces(container: Container, shared: Mapping[str, str] | None) -> list[dict[str, str]]:
+    """The OCI namespaces: each new, but none for the network on the host's, and for a
+    container that shares another's network, that one's user and network namespaces by
+    `shared` path (`sdpod.runtime.shared.namespace_paths`)."""
+    mode = container.network.mode
+    entries = []
+    for kind in NAMESPACES:
+        if kind == "network" and mode is NetworkMode.HOST:
+            continue
+        if mode is NetworkMode.CONTAINER and kind in ("user", "network"):
+            if shared is None:
+                owner = container.network.container
+                raise ValueError(f"{container.name} shares the namespaces of {owner}: no paths")
+            entries.append({"type": kind, "path": shared[kind]})
+        else:
+            entries.append({"type": kind})
+    return entries
+
+
+def network_annotation(network: Network) -> str:
+    """What the launcher sets up: "slirp4netns", "none", "host" or "container:NAME"."""
+    if network.mode is NetworkMode.PRIVATE:
+        return "slirp4netns"
+    if network.mode is NetworkMode.CONTAINER:
+        return f"container:{network.container}"
+    return str(network.mode.value)
+
+
 def format_port(port: PortMapping) -> str:
     return f"{port.host_ip}:{port.host_port}:{port.container_port}/{port.protocol.value}"
 
@@ -353,16 +391,17 @@ def build_spec(
     mapping: IdMapping,
     init: Path | None = None,
     idmap_lower: bool = False,
+    shared: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole `config.json` of `container`; `init` is the host's static init binary.
 
     `idmap_lower` says that the image's files carry the image's own ids, which an
-    idmapped mount must shift into the container's range (root mode).
+    idmapped mount must shift into the container's range (root mode). `shared` holds
+    the namespace paths of the container whose network this one shares, if it does.
     """
     user = container.user if container.user is not None else image.user
     uid, gid, extra_gids = resolve_user(user, layout.lower)
     args, init_mounts = _with_init(process_args(container, image), init)
-    namespaces = ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"]
     overlay = {
         "lower": str(layout.lower),
         "upper": str(layout.upper),
@@ -395,7 +434,7 @@ def build_spec(
         "linux": {
             "uidMappings": _id_map(mapping.uids),
             "gidMappings": _id_map(mapping.gids),
-            "namespaces": [{"type": kind} for kind in namespaces],
+            "namespaces": namespaces(container, shared),
             "sysctl": dict(container.sysctls),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
@@ -405,7 +444,7 @@ def build_spec(
             ANNOTATION_NAME: container.name,
             ANNOTATION_IMAGE: str(container.image),
             ANNOTATION_OVERLAY: json.dumps(overlay),
-            ANNOTATION_NETWORK: "slirp4netns",
+            ANNOTATION_NETWORK: network_annotation(container.network),
             ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
             ANNOTATION_SECRETS: _secrets_annotation(container),
             ANNOTATION_SHIFT: _shifted_volumes(container),
