@@ -8,6 +8,7 @@ their own id is root, and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -45,6 +46,101 @@ class IdMapping:
     def is_single_id(self) -> bool:
         return len(self.uids) == 1 and self.uids[0].size == 1
 
+    @property
+    def host_root(self) -> tuple[int, int]:
+        """The host uid and gid of the namespace's root (config refuses maps without one)."""
+        uid, gid = host_id(self.uids, 0), host_id(self.gids, 0)
+        if uid is None or gid is None:
+            raise RuntimeSetupError("failed to find the container's root: id 0 is not mapped")
+        return uid, gid
+
+    @property
+    def fingerprint(self) -> str:
+        """A short name of the mapping that stays the same for the same ranges, in any
+        order, and differs for any other mapping: sixteen hex digits of its SHA-256."""
+
+        def text(ranges: tuple[IdRange, ...]) -> str:
+            ordered = sorted(ranges, key=lambda r: r.container_id)
+            return ",".join(f"{r.container_id}:{r.host_id}:{r.size}" for r in ordered)
+
+        canonical = f"uid={text(self.uids)};gid={text(self.gids)}"
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def host_id(ranges: Sequence[IdRange], container_id: int) -> int | None:
+    """The host id that `container_id` is under `ranges`, None where no range maps it."""
+    for r in ranges:
+        if r.container_id <= container_id < r.container_id + r.size:
+            return r.host_id + container_id - r.container_id
+    return None
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What a user may map in a user namespace of their own: their own ids, and the
+    (start, count) ranges of /etc/subuid and /etc/subgid."""
+
+    user: str
+    uid: int
+    gid: int
+    subuids: tuple[tuple[int, int], ...]
+    subgids: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of_caller(cls) -> Grants:
+        uid, gid = os.getuid(), os.getgid()
+        user = pwd.getpwuid(uid).pw_name
+        subuids = tuple(subordinate_ranges(SUBUID, user, uid))
+        return cls(user, uid, gid, subuids, tuple(subordinate_ranges(SUBGID, user, uid)))
+
+
+def keep_id_ranges(own_id: int, granted: Sequence[tuple[int, int]]) -> tuple[IdRange, ...]:
+    """The user's own id stays the same inside; the subordinate ids, in order, fill the
+    container's ids from 0 up around it, as podman's `--userns=keep-id` lays them out."""
+    ranges = [IdRange(own_id, own_id, 1)]
+    next_id = 0
+    for start, count in granted:
+        while count > 0:
+            if next_id == own_id:
+                next_id += 1
+            size = count if next_id > own_id else min(count, own_id - next_id)
+            ranges.append(IdRange(next_id, start, size))
+            next_id, start, count = next_id + size, start + size, count - size
+    return tuple(sorted(ranges, key=lambda r: r.container_id))
+
+
+def keep_id_mapping(grants: Grants) -> IdMapping:
+    return IdMapping(
+        uids=keep_id_ranges(grants.uid, grants.subuids),
+        gids=keep_id_ranges(grants.gid, grants.subgids),
+    )
+
+
+def ungranted(
+    ranges: Sequence[IdRange], own_id: int, granted: Sequence[tuple[int, int]]
+) -> IdRange | None:
+    """The first of `ranges` that newuidmap(1) and newgidmap(1) would refuse, or None.
+
+    They allow the caller's own id alone (a range of one), and host ids that lie within
+    the granted ranges; a range may run on through ranges that adjoin each other.
+    """
+    for r in ranges:
+        if r.size == 1 and r.host_id == own_id:
+            continue
+        if not _covered(r.host_id, r.host_id + r.size, granted):
+            return r
+    return None
+
+
+def _covered(first: int, end: int, granted: Sequence[tuple[int, int]]) -> bool:
+    position = first
+    while position < end:
+        holder = next((s + c for s, c in granted if s <= position < s + c), None)
+        if holder is None:
+            return False
+        position = holder
+    return True
+
 
 def granted_ranges(path: Path) -> list[tuple[str, int, int]]:
     """Every (owner, start, count) that `path` (subuid(5) format) grants, in order."""
@@ -67,7 +163,7 @@ def subordinate_ranges(path: Path, user: str, uid: int) -> list[tuple[int, int]]
     return [(start, count) for owner, start, count in granted_ranges(path) if owner in owners]
 
 
-def _ranges_for(own_id: int, granted: list[tuple[int, int]]) -> tuple[IdRange, ...]:
+def _ranges_for(own_id: int, granted: Sequence[tuple[int, int]]) -> tuple[IdRange, ...]:
     # The user's own id becomes root; the granted ranges follow from id 1 on, in order.
     ranges = [IdRange(0, own_id, 1)]
     next_id = 1
@@ -79,11 +175,11 @@ def _ranges_for(own_id: int, granted: list[tuple[int, int]]) -> tuple[IdRange, .
 
 def rootless_mapping() -> IdMapping:
     """The default mapping for the calling user: own id as root, then the subordinate ids."""
-    uid, gid = os.getuid(), os.getgid()
-    user = pwd.getpwuid(uid).pw_name
+    grants = Grants.of_caller()
+    user = grants.user
     mapping = IdMapping(
-        uids=_ranges_for(uid, subordinate_ranges(SUBUID, user, uid)),
-        gids=_ranges_for(gid, subordinate_ranges(SUBGID, user, uid)),
+        uids=_ranges_for(grants.uid, grants.subuids),
+        gids=_ranges_for(grants.gid, grants.subgids),
     )
     if mapping.is_single_id:
         first, last = free_range()
@@ -161,9 +257,16 @@ def map_ids(pid: int, mapping: IdMapping) -> None:
 
 
 def become_root_inside() -> None:
-    """Take the namespace's root ids, once the parent has written the maps."""
+    """Take the namespace's root ids, once the parent has written the maps.
+
+    Where root inside is another host id than the caller's (keep-id, explicit maps), the
+    change of ids leaves the process non-dumpable (prctl(2), PR_SET_DUMPABLE), and only
+    CAP_SYS_PTRACE over the host could then open its /proc/PID/ns files: slirp4netns could
+    not join its network. It is made dumpable again, as runc does; exec(2) decides afresh.
+    """
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 1)
 
 
 def open_userns(mapping: IdMapping) -> int:
