@@ -1,8 +1,10 @@
 """Removing images, and the blobs no image needs any more; re-hashing the blobs that stay.
 
-An image that a container's bundle uses is never removed (`sdpod.images.usage`). Its
-directory is first renamed into the store's tmp/, so that it disappears at once, then
-deleted through the store's unpack runner: rootless, its files belong to subordinate ids
+An image that a container's bundle uses is never removed (`sdpod.images.usage`), nor a
+copy of it mapped for other ids that a container uses; copies nobody uses go with the
+image, at a prune, or when `sdpod rm` removes their last container. A directory is first
+renamed into the store's tmp/, so that it disappears at once, then deleted through the
+store's unpack runner: rootless, its files belong to subordinate ids
 that only a user namespace can delete. Blobs are collected while both store locks are
 held, so no pull or import is between fetching a blob and naming it.
 """
@@ -13,14 +15,14 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sdpod.errors import ImageError
 from sdpod.images import blobs, names
 from sdpod.images.digest import Digest
-from sdpod.images.store import ImageStore, Unpack
+from sdpod.images.store import MAPPED, ImageStore, Unpack
 from sdpod.images.usage import users_of_rootfs
 
 
@@ -41,33 +43,55 @@ def remove(store: ImageStore, image_id: str, name: str | None, unpack: Unpack | 
             return Removed(untagged=(name,))
         _refuse_in_use(store, image_id)
         names.drop_image(store.root, image_id)
-        _delete_image(store, image_id, unpack)
+        _delete(store, store.images / Digest.parse(image_id).hex, unpack)
         return Removed(tuple(current), (image_id,), collect_blobs(store))
 
 
 def prune(store: ImageStore, unpack: Unpack | None) -> Removed:
-    """Remove every image that no container uses, and the blobs only they needed."""
+    """Remove every image that no container uses, the mapped copies of images that no
+    container uses, and the blobs only removed images needed."""
     with store.collecting():
-        used = _used_ids(store)
+        lowers = users_of_rootfs(store.root / "containers")
+        used = {i for i in store.image_ids() if _users(store, i, lowers)}
         removed = [image_id for image_id in store.image_ids() if image_id not in used]
         untagged: list[str] = []
         for image_id in removed:
             untagged += names.drop_image(store.root, image_id)
-            _delete_image(store, image_id, unpack)
+            _delete(store, store.images / Digest.parse(image_id).hex, unpack)
+        for image_id in used:
+            for copy in _mapped_copies(store, image_id):
+                if copy / "rootfs" not in lowers:
+                    _delete(store, copy, unpack)
         return Removed(tuple(untagged), tuple(removed), collect_blobs(store))
 
 
-def _used_ids(store: ImageStore) -> set[str]:
-    used = users_of_rootfs(store.root / "containers")
-    return {i for i in store.image_ids() if _rootfs(store, i) in used}
+def drop_mapped_copies(store: ImageStore, lowers: Iterable[Path], unpack: Unpack | None) -> None:
+    """Delete those of `lowers` that are mapped copies no container uses any more: what
+    `sdpod rm` calls with the lower directories of the containers it removed."""
+    with store.locked():
+        used = users_of_rootfs(store.root / "containers")
+        for lower in lowers:
+            copy = lower.parent
+            is_copy = copy.parent.name == MAPPED and copy.parent.parent.parent == store.images
+            if is_copy and lower not in used:
+                _delete(store, copy, unpack)
 
 
-def _rootfs(store: ImageStore, image_id: str) -> Path:
-    return store.images / Digest.parse(image_id).hex / "rootfs"
+def _mapped_copies(store: ImageStore, image_id: str) -> list[Path]:
+    directory = store.images / Digest.parse(image_id).hex / MAPPED
+    return sorted(directory.iterdir()) if directory.is_dir() else []
+
+
+def _users(store: ImageStore, image_id: str, lowers: dict[Path, list[str]]) -> list[str]:
+    """The containers whose lower directory is the image's rootfs or a mapped copy's."""
+    directory = store.images / Digest.parse(image_id).hex
+    return [
+        name for lower, found in lowers.items() if lower.is_relative_to(directory) for name in found
+    ]
 
 
 def _refuse_in_use(store: ImageStore, image_id: str) -> None:
-    users = users_of_rootfs(store.root / "containers").get(_rootfs(store, image_id))
+    users = _users(store, image_id, users_of_rootfs(store.root / "containers"))
     if users:
         raise ImageError(
             f"failed to remove image {image_id}: container(s) {', '.join(users)} use it",
@@ -75,8 +99,9 @@ def _refuse_in_use(store: ImageStore, image_id: str) -> None:
         )
 
 
-def _delete_image(store: ImageStore, image_id: str, unpack: Unpack | None) -> None:
-    directory = store.images / Digest.parse(image_id).hex
+def _delete(store: ImageStore, directory: Path, unpack: Unpack | None) -> None:
+    """Remove an image's directory, or a mapped copy's, whose files may belong to
+    subordinate ids."""
     if not directory.exists():
         return
     doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=store.tmp)) / "image"

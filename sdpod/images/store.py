@@ -6,18 +6,22 @@
     <root>/blobs/sha256/<hex>       content-addressed copies of manifests, configs, layers
     <root>/images/<hex>/image.json  what was imported, <hex> being the config's digest
     <root>/images/<hex>/rootfs      the layers applied, in order
+    <root>/images/<hex>/mapped/<key>/rootfs
+                                    the layers applied again for a container whose ids map
+                                    otherwise than the store's (`key` names the mapping)
     <root>/names.json               references naming images (`sdpod.images.names`)
     <root>/tmp/                     imports in progress; whatever is here when the lock is
                                     free was left by an interrupted import
 
-An image directory appears by one rename(2) of a finished staging directory, so a
-directory under images/ is complete; a blob appears by one rename of a verified file
+An image directory, and each mapped copy, appears by one rename(2) of a finished staging
+directory, so a directory under images/ is complete; a blob appears by one rename of a verified file
 (`sdpod.images.blobs`). Locks are taken in the order gc.lock, then lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import json
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 Unpack = Callable[[Callable[[], None]], None]
 
 _METADATA = "image.json"
+MAPPED = "mapped"
 _DONE = "unpacked"
 _ERROR = "error.json"
 
@@ -244,13 +249,46 @@ class ImageStore:
 
     def unpack_into(self, image_id: str, directory: Path, unpack: Unpack | None = None) -> None:
         """Apply a stored image's layers into `directory/rootfs`, which must not exist."""
+        _run_unpack(unpack or _in_process, directory, self._layers_of(image_id), image_id)
+        (directory / _DONE).unlink()
+
+    def mapped_dir(self, image_id: str, key: str) -> Path:
+        return self.images / Digest.parse(image_id).hex / MAPPED / key
+
+    def mapped(self, image: StoredImage, key: str, unpack: Unpack) -> StoredImage:
+        """`image` with its layers applied again by `unpack`, kept under `key`.
+
+        A user namespace that maps ids otherwise than the store's runner sees the owners
+        of `image.rootfs` as other ids; it needs a copy whose owners were written through
+        its own mapping, as podman gives such containers. `key` names that mapping; the
+        copy is made once, and goes with the image.
+        """
+        directory = self.mapped_dir(image.id, key)
+        if not (directory / "rootfs").is_dir():
+            try:
+                with self.locked():
+                    if not directory.exists():
+                        self._build_mapped(image.id, directory, unpack)
+            except OSError as exc:
+                raise ImageError(
+                    f"failed to unpack image {image.id} for mapping {key}: {exc}"
+                ) from None
+        return dataclasses.replace(image, rootfs=directory / "rootfs")
+
+    def _build_mapped(self, image_id: str, directory: Path, unpack: Unpack) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=f"{directory.name}-", dir=self.tmp))
+        _run_unpack(unpack, staging, self._layers_of(image_id), image_id)
+        directory.parent.mkdir(mode=0o700, exist_ok=True)
+        os.sync()
+        os.rename(staging, directory)
+        _fsync_dir(directory.parent)
+
+    def _layers_of(self, image_id: str) -> list[LayerFile]:
         metadata = self.metadata(image_id)
-        layers = [
+        return [
             LayerFile(self.blob_path(Digest.parse(digest)), digest, _diff_id(metadata, i))
             for i, digest in enumerate(metadata.get("layers", []))
         ]
-        _run_unpack(unpack or _in_process, directory, layers, image_id)
-        (directory / _DONE).unlink()
 
     def _clean_stale(self, run: Unpack) -> None:
         """Remove what interrupted imports left; their files may belong to subordinate ids."""
