@@ -11,6 +11,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -22,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 from sdpod import paths, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import Container, LayoutImage, NamedVolume, PortMapping, Project
-from sdpod.errors import RuntimeSetupError, SdpodError
+from sdpod.errors import ImageError, RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
-from sdpod.runtime import bundle
+from sdpod.runtime import bundle, idmaps
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.launch import ports_of
 from sdpod.runtime.spec import (
+    ANNOTATION_OVERLAY,
     BundleLayout,
     build_spec,
 )
@@ -42,6 +44,8 @@ from sdpod.units.translate import Property, service_properties
 
 if TYPE_CHECKING:
     from sdpod.observe import ContainerRow
+
+log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
 
@@ -55,13 +59,6 @@ RUNNING_STATES = ("active", "activating", "reloading", "deactivating")
 
 def is_root() -> bool:
     return os.geteuid() == 0
-
-
-def _mapping_for(name: str, rootless: IdMapping | None) -> IdMapping:
-    """Rootless, every container shares the user's ids; as root each has its own range."""
-    if rootless is not None:
-        return rootless
-    return IdPool(paths.data_dir()).mapping_for(name)
 
 
 def _own_mapping() -> IdMapping | None:
@@ -92,18 +89,19 @@ def _etc_files(name: str) -> dict[str, str]:
     }
 
 
-def remove_container_files(name: str, mapping: IdMapping) -> None:
+def remove_container_files(name: str, rootless: IdMapping | None) -> None:
     """Delete a container's directory, whose files belong to its subordinate ids.
 
-    Rootless, only a process in a user namespace mapping those ids may delete them.
+    Rootless, only a process in a user namespace mapping those ids may delete them: the
+    user's default mapping `rootless` maps every id that any container of theirs has.
     """
     directory = paths.container_dir(name)
     if not directory.exists():
         return
-    if is_root():
+    if rootless is None:
         shutil.rmtree(directory)
     else:
-        run_in_userns(mapping, functools.partial(shutil.rmtree, directory))
+        run_in_userns(rootless, functools.partial(shutil.rmtree, directory))
 
 
 def _remove_runtime_files(name: str) -> None:
@@ -178,12 +176,13 @@ class Desired:
 
 def desired(container: Container, context: _Context) -> Desired:
     """Import the image and build the container's config.json and unit; write nothing."""
-    mapping = _mapping_for(container.name, context.rootless)
-    image = _import_image(container, context)
+    mapping = idmaps.mapping_for(container, context.rootless, IdPool(paths.data_dir()))
+    image = _image_for(container, mapping, context)
     layout = BundleLayout.under(
         paths.container_dir(container.name), image.rootfs, paths.volumes_dir()
     )
-    spec = build_spec(container, image.config, layout, mapping, context.init, idmap_lower=is_root())
+    user_set = idmaps.with_default_user(container)
+    spec = build_spec(user_set, image.config, layout, mapping, context.init, idmap_lower=is_root())
     argv = launcher_argv(layout.bundle, context.debug)
     properties = service_properties(container, context.project, argv)
     # --debug changes what the launcher logs, not the container: it does not count.
@@ -248,7 +247,7 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
         context.manager.stop(unit)
         _remove_runtime_files(container.name)
         if created:
-            remove_container_files(container.name, want.mapping)
+            remove_container_files(container.name, context.rootless)
         raise
     how = "replaced, running" if replaced else "running"
     say(f"{container.name}: {how} as {unit}{_published(container)}")
@@ -270,15 +269,20 @@ def remove_if_changed(want: Desired, context: _Context, running: bool) -> bool:
         return False
     context.manager.stop(want.container.unit_name)
     _remove_runtime_files(want.container.name)
-    remove_container_files(want.container.name, want.mapping)
+    remove_container_files(want.container.name, context.rootless)
     return True
 
 
 def prepare(want: Desired) -> None:
     """Write the container's bundle, and the digest of the definition it was made from."""
-    root_owner = (want.mapping.uids[0].host_id, want.mapping.gids[0].host_id)
+    root_owner = want.mapping.host_root
     make_volume_sources(want.container, want.layout, root_owner)
-    bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), root_owner)
+    # Rootless, chown(2) gives files only to the user; a container whose root is one of
+    # the subordinate ids takes its overlay's directories itself, in its own namespace.
+    owner = root_owner if is_root() else (os.getuid(), os.getgid())
+    bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), owner)
+    if owner != root_owner:
+        run_in_userns(want.mapping, functools.partial(_chown_to_root, want.layout))
     bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")
     bundle.write_atomically(want.layout.bundle / OWNER_FILE, f"{want.source}\n")
 
@@ -301,6 +305,11 @@ def make_volume_sources(container: Container, layout: BundleLayout, owner: tuple
         path.mkdir(mode=0o755)
         if is_root():
             os.chown(path, *owner)
+
+
+def _chown_to_root(layout: BundleLayout) -> None:
+    for directory in (layout.upper, layout.work):
+        os.chown(directory, 0, 0)
 
 
 def _start(want: Desired, context: _Context) -> None:
@@ -354,7 +363,7 @@ def enabled_after_stop(manager: Manager, container: Container) -> bool:
 
 def remove_container(container: Container, context: _Context) -> None:
     """Delete a stopped container's files and, as root, free its id range."""
-    remove_container_files(container.name, _mapping_for(container.name, context.rootless))
+    remove_container_files(container.name, context.rootless)
     _remove_runtime_files(container.name)
     if context.rootless is None:
         IdPool(paths.data_dir()).release(container.name)
@@ -368,6 +377,7 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
     for name in names:
         observe.require_known(name, "remove")
     rootless = _own_mapping()
+    lowers: list[Path | None] = []
     with Manager.connect() as manager:
         for name in names:
             unit = f"sdpod-{name}.service"
@@ -377,11 +387,45 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
                     hint=f"`sdpod down {owner_of(name) or 'FILE'}`, or `sdpod rm --force {name}`",
                 )
             manager.stop(unit)
-            remove_container_files(name, _mapping_for(name, rootless))
+            lowers.append(_lower_of(name))
+            remove_container_files(name, rootless)
             _remove_runtime_files(name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(name)
             say(f"{name}: removed")
+    _drop_mapped_copies([lower for lower in lowers if lower is not None], rootless)
+
+
+def _lower_of(name: str) -> Path | None:
+    """The image directory a container's overlay uses, None if its bundle does not say."""
+    spec = bundle.read_spec(paths.container_dir(name)) or {}
+    try:
+        lower = json.loads(spec["annotations"][ANNOTATION_OVERLAY])["lower"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return Path(lower) if isinstance(lower, str) else None
+
+
+def _drop_mapped_copies(lowers: list[Path], rootless: IdMapping | None) -> None:
+    """Delete the image copies mapped for removed containers that no other one uses."""
+    from sdpod.images import removal
+
+    unpack = None if rootless is None else functools.partial(run_in_userns, rootless)
+    try:
+        removal.drop_mapped_copies(ImageStore(paths.data_dir()), lowers, unpack)
+    except ImageError as exc:
+        # The containers are gone; a copy left behind goes at the next image prune.
+        log.warning("kept the image copies the removed containers used: %s", exc)
+
+
+def _image_for(container: Container, mapping: IdMapping, context: _Context) -> StoredImage:
+    """The container's image; rootless, under another mapping than the user's default, a
+    copy of it whose owners were written through that mapping (`ImageStore.mapped`)."""
+    image = _import_image(container, context)
+    if context.rootless is None or mapping == context.rootless:
+        return image
+    unpack = functools.partial(run_in_userns, mapping)
+    return context.store.mapped(image, mapping.fingerprint, unpack)
 
 
 def _import_image(container: Container, context: _Context) -> StoredImage:
@@ -434,7 +478,7 @@ def down(file: Path, say: Say) -> None:
                 _remove_runtime_files(container.name)
                 say(_still_enabled(container.name, file))
                 continue
-            remove_container_files(container.name, _mapping_for(container.name, rootless))
+            remove_container_files(container.name, rootless)
             _remove_runtime_files(container.name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(container.name)

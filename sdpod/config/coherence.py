@@ -171,7 +171,6 @@ def share_networks(entries: Sequence[Read]) -> None:
 # What the runtime does not do yet, by key: a value other than the default is refused,
 # never silently ignored. Each entry goes once the runtime honours the setting.
 NOT_YET: dict[str, str] = {
-    "userns": "user namespace modes other than auto",
     "network": "network modes other than private",
     "dns": "DNS settings",
     "dns_search": "DNS settings",

@@ -553,8 +553,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=isolation.dump_userns,
         example='userns = "keep-id"',
         help='how ids inside map to the host: "auto", root is you and other ids your '
-        'subordinate ids; "keep-id", your own id is the same inside and root a subordinate '
-        "id; or a table of maps: see below",
+        'subordinate ids; "keep-id", your own id is the same inside, root a subordinate id, '
+        "and the container runs as you unless `user` says otherwise (not as root); or a "
+        "table of maps: see below",
         table=isolation.USERNS,
     ),
     Setting[Network](

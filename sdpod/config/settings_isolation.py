@@ -94,16 +94,18 @@ USERNS: Final[tuple[Setting[Any], ...]] = (
         convert=lambda value, spot: _convert_id_map(value, spot),
         default=(),
         dump=lambda maps, _: [_show_map(entry) for entry in maps],
-        example='uid_map = ["0:100000:65536"]',
+        example='uid_map = ["0:100000:1000", "1000:1000:1"]',
         help=f"user ids: {security.ID_MAP_SYNTAX}; HOST_ID your own id or one of your "
-        "subordinate ids (/etc/subuid)",
+        "subordinate ids (/etc/subuid); ids 0 inside and your own outside must be mapped. "
+        "As root, any host ids outside 1073741824 to 2147483647, which sdpod hands to "
+        'containers of "auto"',
     ),
     Setting[tuple[IdMap, ...]](
         key="gid_map",
         convert=lambda value, spot: _convert_id_map(value, spot),
         default=(),
         dump=lambda maps, _: [_show_map(entry) for entry in maps],
-        example='gid_map = ["0:100000:65536"]',
+        example='gid_map = ["0:100000:1000", "1000:1000:1"]',
         help="group ids, in the same form",
         shown_default="as uid_map",
     ),
@@ -125,6 +127,14 @@ def convert_userns(value: object, spot: Spot) -> UserNamespace | None:
         spot.child("uid_map").fail(f"required key is missing; valid: {USERNS[0].example}")
         return None
     gid_map = fields["gid_map"] or fields["uid_map"]
+    # The container starts as its root: id 0 must be mapped to some host id.
+    for key, maps in (("uid_map", fields["uid_map"]), ("gid_map", gid_map)):
+        if not any(entry.container_id == 0 for entry in maps):
+            spot.child(key).fail(
+                "container id 0, the container's root, is not mapped; valid: an entry "
+                'that starts at 0, like "0:100000:65536"'
+            )
+            return None
     return UserNamespace(UsernsMode.MAP, fields["uid_map"], gid_map)
 
 

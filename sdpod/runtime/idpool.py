@@ -23,6 +23,13 @@ BLOCK = 65536
 # Blocks up to 2^31: the highest ids stay clear of (uid_t)-1 and of systemd's own
 # dynamic and container ranges, which lie below 2^31 as well but far lower.
 BLOCKS = (1 << 30) // BLOCK
+# The first and last host id of the pool.
+POOL = (BASE, BASE + BLOCKS * BLOCK - 1)
+
+
+def overlaps_pool(first: int, count: int) -> bool:
+    """Whether host ids `first` to `first + count - 1` reach into the pool."""
+    return first <= POOL[1] and POOL[0] < first + count
 
 
 def _overlaps(block: int, taken: list[tuple[int, int]]) -> bool:
