@@ -242,6 +242,16 @@ def _run_mount(op: Mount, root: str) -> None:
         syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
         _remount_read_only(target)
         return
+    except OSError as error:
+        if op.fstype != "cgroup2" or error.errno != errno.EBUSY:
+            raise
+        # Where /sys is the host's (bound above: a container on the host's network may
+        # not mount sysfs), it brings the host's cgroup2 along, and the kernel refuses to
+        # mount a file system on itself. The host's tree stays, read-only, as with
+        # docker's --cgroupns=host.
+        log.debug("cgroup2 is the host's already; making it read-only")
+        _remount_read_only(target)
+        return
 
     if op.is_bind and flags & MS_RDONLY:
         _remount_read_only(target, flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC))
