@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from sdpod import paths, projects
 from sdpod.config.load import load_project
-from sdpod.config.model import Container, LayoutImage, NamedVolume, PortMapping, Project
+from sdpod.config.model import (
+    Container,
+    LayoutImage,
+    NamedVolume,
+    NetworkMode,
+    PortMapping,
+    Project,
+)
 from sdpod.errors import ImageError, RuntimeSetupError, SdpodError
 from sdpod.health import readiness
 from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import files, ports
-from sdpod.runtime import bundle, idmaps
+from sdpod.runtime import bundle, idmaps, shared
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.launch import ports_of
 from sdpod.runtime.spec import (
@@ -50,6 +57,9 @@ log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
 INIT_BINARY = "tini-static"
+# What a container on the host's network starts its own name resolution from.
+HOST_HOSTS = Path("/etc/hosts")
+HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 # In a container's directory: the digest of what defines it (see `definition_digest`).
 DIGEST_FILE = "desired.sha256"
 # The TOML file the container belongs to: container names are one namespace per user.
@@ -81,12 +91,23 @@ def launcher_argv(bundle_dir: Path, debug: bool = False) -> list[str]:
     return [*argv, "--debug"] if debug else argv
 
 
-def _etc_files(name: str) -> dict[str, str]:
-    return {
-        "hosts": files.hosts(name),
-        "hostname": files.hostname(name),
-        "resolv.conf": files.resolv_conf(),
-    }
+def _etc_files(container: Container, project: Project) -> dict[str, str]:
+    """The container's /etc/hosts, hostname and resolv.conf. A container that shares
+    another's network resolves names as that one does; on the host's network they start
+    from copies of the host's files, made at each `up` as podman makes them."""
+    owner_name = container.network.container
+    owner = next((c for c in project.containers if c.name == owner_name), container)
+    host = None
+    if owner.network.mode is NetworkMode.HOST:
+        host = files.HostFiles(_read_or_empty(HOST_HOSTS), _read_or_empty(HOST_RESOLV_CONF))
+    return files.etc_files(container, owner, host)
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def remove_container_files(name: str, rootless: IdMapping | None) -> None:
@@ -108,6 +129,7 @@ def _remove_runtime_files(name: str) -> None:
     socket = paths.network_socket(name)
     socket.unlink(missing_ok=True)
     socket.with_suffix(".log").unlink(missing_ok=True)
+    shared.remove(name)
     checks.remove_files(name)
 
 
@@ -163,6 +185,8 @@ class Desired:
     digest: str
     source: Path
     """The TOML file that defines the container."""
+    etc: dict[str, str]
+    """The files of the bundle's etc directory, by name."""
 
     @property
     def unchanged(self) -> bool:
@@ -182,19 +206,26 @@ def desired(container: Container, context: _Context) -> Desired:
         paths.container_dir(container.name), image.rootfs, paths.volumes_dir()
     )
     user_set = idmaps.with_default_user(container)
-    spec = build_spec(user_set, image.config, layout, mapping, context.init, idmap_lower=is_root())
+    owner = container.network.container
+    joined = shared.namespace_paths(owner) if owner is not None else None
+    spec = build_spec(
+        user_set, image.config, layout, mapping, context.init, idmap_lower=is_root(), shared=joined
+    )
     argv = launcher_argv(layout.bundle, context.debug)
     properties = service_properties(container, context.project, argv)
     # --debug changes what the launcher logs, not the container: it does not count.
     plain = service_properties(container, context.project, launcher_argv(layout.bundle))
-    digest = definition_digest(spec, plain)
-    return Desired(container, mapping, layout, spec, properties, digest, context.project.source)
+    etc = _etc_files(container, context.project)
+    digest = definition_digest(spec, plain, etc)
+    source = context.project.source
+    return Desired(container, mapping, layout, spec, properties, digest, source, etc)
 
 
-def definition_digest(spec: dict[str, Any], properties: list[Property]) -> str:
-    """SHA-256 of a container's config.json and unit properties, which hold no volatile
-    part (no time, no process id): the same TOML and image give the same digest."""
-    text = json.dumps([spec, properties], sort_keys=True, default=repr)
+def definition_digest(spec: dict[str, Any], properties: list[Property], etc: dict[str, str]) -> str:
+    """SHA-256 of a container's config.json, unit properties and /etc files, which hold
+    no volatile part (no time, no process id): the same TOML and image give the same
+    digest (and, on the host's network, the same host files)."""
+    text = json.dumps([spec, properties, etc], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -280,7 +311,7 @@ def prepare(want: Desired) -> None:
     # Rootless, chown(2) gives files only to the user; a container whose root is one of
     # the subordinate ids takes its overlay's directories itself, in its own namespace.
     owner = root_owner if is_root() else (os.getuid(), os.getgid())
-    bundle.prepare(want.layout, want.spec, _etc_files(want.container.name), owner)
+    bundle.prepare(want.layout, want.spec, want.etc, owner)
     if owner != root_owner:
         run_in_userns(want.mapping, functools.partial(_chown_to_root, want.layout))
     bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")

@@ -24,6 +24,7 @@ from sdpod.config.schema import Read
 from sdpod.config.security import ALL_CAPABILITIES, is_network_sysctl
 
 _MOUNT_KEYS = ("volumes", "tmpfs", "secrets", "devices")
+_RESOLUTION_KEYS = ("dns", "dns_search", "dns_options", "extra_hosts")
 
 
 def check_coherence(entries: Sequence[Read]) -> None:
@@ -105,6 +106,16 @@ def _check_own_network_keys(entry: Read, network: Network) -> None:
             f'network = "{mode}" is not this container\'s own, '
             f"so neither are {', '.join(sysctls)}; valid: set them on {owner}",
         )
+    if network.mode is NetworkMode.CONTAINER:
+        # Its /etc/hosts and resolv.conf are those of the network's owner.
+        for key in _RESOLUTION_KEYS:
+            if entry.values.get(key):
+                _refuse_key(
+                    entry,
+                    key,
+                    f'network = "{mode}" resolves names as {owner} does; valid: set {key} '
+                    f"on {owner}",
+                )
 
 
 def _check_shared_with(entry: Read, network: Network, spot: Spot, by_name: dict[str, Read]) -> None:
@@ -170,13 +181,7 @@ def share_networks(entries: Sequence[Read]) -> None:
 
 # What the runtime does not do yet, by key: a value other than the default is refused,
 # never silently ignored. Each entry goes once the runtime honours the setting.
-NOT_YET: dict[str, str] = {
-    "network": "network modes other than private",
-    "dns": "DNS settings",
-    "dns_search": "DNS settings",
-    "dns_options": "DNS settings",
-    "extra_hosts": "extra hosts",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> None:

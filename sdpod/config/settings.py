@@ -565,8 +565,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=isolation.dump_network,
         example='network = "container:db"',
         help='"private", its own network reaching out through a user-mode stack; "none", '
-        'loopback alone; "host", the host\'s network; "container:NAME", the network of '
-        "another container of the file, which then starts first",
+        'loopback alone; "host", the host\'s network, with copies of its /etc/hosts and '
+        'resolv.conf; "container:NAME", the network and name resolution of another '
+        "container of the file, which then starts first",
     ),
     Setting[tuple[str, ...]](
         key="dns",
@@ -575,7 +576,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=lambda servers, _: list(servers),
         example='dns = ["192.168.1.1"]',
         help="name servers for /etc/resolv.conf, at most 3",
-        shown_default="the user-mode stack's forwarder to the host's",
+        shown_default="the user-mode stack's forwarder to the host's; the host's on "
+        '"host"; none on "none"',
     ),
     Setting[tuple[str, ...]](
         key="dns_search",

@@ -108,12 +108,3 @@ def etc_files(container: Container, owner: Container, host: HostFiles | None) ->
         "hostname": hostname(container.hostname or container.name),
         "resolv.conf": resolv_text,
     }
-
-
-# The forms `sdpod.lifecycle` calls until it renders with `etc_files`.
-def hosts(name: str) -> str:
-    return render_hosts([name], CONTAINER_ADDRESS)
-
-
-def resolv_conf() -> str:
-    return render_resolv_conf([DNS_ADDRESS])

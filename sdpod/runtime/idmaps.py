@@ -52,6 +52,11 @@ def with_default_user(container: Container) -> Container:
 
 def _as_root(container: Container, pool: idpool.IdPool) -> IdMapping:
     userns = container.userns
+    if userns.mode is UsernsMode.AUTO and container.network.container is not None:
+        # It joins the user namespace of the container whose network it shares (a network
+        # namespace is entered from the user namespace that owns it): its image is seen,
+        # and its files are owned, with that container's ids.
+        return pool.share(container.name, container.network.container)
     if userns.mode is UsernsMode.AUTO:
         return pool.mapping_for(container.name)
     if userns.mode is UsernsMode.KEEP_ID:

@@ -68,6 +68,16 @@ class IdPool:
                 record[name] = self._free_block(set(record.values()))
             return _mapping(record[name])
 
+    def share(self, name: str, owner: str) -> IdMapping:
+        """Give `name` the block of `owner`, allocated if need be: a container that joins
+        another's user namespace runs with its ids. The block stays taken until both
+        are released."""
+        with self._locked() as record:
+            if owner not in record:
+                record[owner] = self._free_block(set(record.values()))
+            record[name] = record[owner]
+            return _mapping(record[name])
+
     def release(self, name: str) -> None:
         with self._locked() as record:
             record.pop(name, None)

@@ -17,6 +17,7 @@ from sdpod.images.pull import PullOptions
 from sdpod.images.store import ImageStore
 from sdpod.kernel.userns import IdMapping, IdRange
 from sdpod.lifecycle import definition_digest, launcher_argv
+from sdpod.network import files
 from sdpod.runtime import spec as oci
 from sdpod.units.translate import service_properties
 
@@ -48,7 +49,7 @@ def digest_for(container: Container, rootfs: Path, bundle: Path) -> str:
     spec = oci.build_spec(container, Image(), layout, MAPPING, Path("/usr/bin/tini-static"))
     project = Project(bundle / "web.toml", (container,), "web")
     properties = service_properties(container, project, launcher_argv(layout.bundle))
-    return definition_digest(spec, properties)
+    return definition_digest(spec, properties, files.etc_files(container, container, None))
 
 
 def test_a_newer_image_under_the_same_tag_changes_the_definition(tmp_path: Path) -> None:
@@ -60,6 +61,19 @@ def test_a_newer_image_under_the_same_tag_changes_the_definition(tmp_path: Path)
     first = digest_for(container, old, bundle)
     assert digest_for(container, old, bundle) == first
     assert digest_for(container, new, bundle) != first
+
+
+def test_a_changed_name_server_changes_the_definition(tmp_path: Path) -> None:
+    # It shows in /etc/resolv.conf alone, not in config.json or the unit.
+    container = Container("web", RegistryImage(REFERENCE))
+    rootfs = stored_rootfs(tmp_path, "d" * 64)
+    bundle = tmp_path / "containers/web"
+    first = digest_for(container, rootfs, bundle)
+    assert digest_for(Container("web", RegistryImage(REFERENCE)), rootfs, bundle) == first
+    assert (
+        digest_for(Container("web", RegistryImage(REFERENCE), dns=("::1",)), rootfs, bundle)
+        != first
+    )
 
 
 def test_the_reference_is_what_the_container_shows_as_its_image(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import syscalls
 from sdpod.kernel.userns import IdMapping, IdRange
 from sdpod.runtime import container as child
-from sdpod.runtime import shared
+from sdpod.runtime import idmaps, shared
 from sdpod.runtime import spec as oci
+from sdpod.runtime.idpool import IdPool
 
 MAPPING = IdMapping(uids=(IdRange(0, 1000, 1),), gids=(IdRange(0, 1000, 1),))
 SHARED_PATHS = {
@@ -135,3 +136,20 @@ def test_record_points_the_links_at_the_inits_namespaces(
     assert os.readlink(tmp_path / "sdpod/db.userns") == "/proc/4343/ns/user"
     shared.remove("db")
     assert list((tmp_path / "sdpod").iterdir()) == []
+
+
+def test_as_root_a_joiner_takes_the_block_of_the_network_it_joins(tmp_path: Path) -> None:
+    pool = IdPool(tmp_path)
+    image = LayoutImage(Path("/images/web"), "latest")
+    owner = Container("db", image)
+    joiner = Container("app", image, network=Network(NetworkMode.CONTAINER, "db"))
+    # Whichever is asked first, both get one block.
+    shared_block = idmaps.mapping_for(joiner, None, pool)
+    assert idmaps.mapping_for(owner, None, pool) == shared_block
+    # The block stays taken while either holds it.
+    pool.release("db")
+    other = pool.mapping_for("other")
+    assert other != shared_block
+    pool.release("app")
+    pool.release("other")
+    assert pool.mapping_for("last") == shared_block

@@ -1,4 +1,4 @@
-"""cgroup paths, name-resolution files and port checks."""
+"""cgroup paths and port checks (name-resolution files: test_network_files)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from sdpod.config.model import PortMapping
 from sdpod.errors import NetworkError
-from sdpod.network import files, ports
+from sdpod.network import ports
 from sdpod.runtime import cgroup
 
 MOUNTINFO = (
@@ -23,11 +23,6 @@ def test_cgroup2_mount_and_own_path_are_found() -> None:
     assert cgroup.cgroup2_mount("25 30 0:22 / /sys rw - sysfs sysfs rw\n") is None
     own = cgroup.own_cgroup("1:name=systemd:/x\n0::/user.slice/sdpod-web.service\n")
     assert own == "/user.slice/sdpod-web.service"
-
-
-def test_hosts_file_names_the_container() -> None:
-    assert "10.0.2.100\tweb" in files.hosts("web")
-    assert files.resolv_conf() == "nameserver 10.0.2.3\n"
 
 
 def test_a_taken_port_is_refused_by_number() -> None:
