@@ -109,6 +109,33 @@ def test_a_shared_network_reaches_the_servers_loopback(project: Project) -> None
     assert project.runtime_files() == []
 
 
+def test_a_joiner_follows_its_networks_owner_through_a_restart(project: Project) -> None:
+    # The server restarts on its own in a new network namespace; the client, left in the
+    # old one, would not reach it. systemd restarts it too: a restart job propagates to
+    # the units that require the restarted one (systemd.unit(5), Requires=).
+    stem = stem_of(project)
+    server, client = f"{stem}-server", f"{stem}-client"
+    ok(project.up())
+    url = f"http://127.0.0.1:{LOOPBACK_PORT}/"
+
+    def page() -> str | None:
+        return output_if_ok(project.sdpod("exec", client, "wget", "-qO-", url))
+
+    assert wait_for(page, 10, "the server's page through the client") == project.index_html
+    before = project.show()
+    ok(project.run(["kill", "-9", before["MainPID"]]))
+
+    def restarted() -> dict[str, str] | None:
+        state = project.show()
+        running = (state["ActiveState"], state["SubState"]) == ("active", "running")
+        return state if running and state["MainPID"] not in ("0", before["MainPID"]) else None
+
+    wait_for(restarted, 20, f"{project.unit} to run again")
+    assert wait_for(page, 20, "the new server's page through the client") == project.index_html
+    netns = [exec_in(project, c, "readlink /proc/self/ns/net") for c in (server, client)]
+    assert netns[0] == netns[1], netns
+
+
 def test_dns_settings_and_extra_hosts_reach_the_etc_files(project: Project) -> None:
     stem = stem_of(project)
     server, client = f"{stem}-server", f"{stem}-client"
