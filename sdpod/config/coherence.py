@@ -31,6 +31,7 @@ def check_coherence(entries: Sequence[Read]) -> None:
     by_name = {entry.values["name"]: entry for entry in entries if "name" in entry.values}
     for entry in entries:
         _check_mount_targets(entry)
+        _check_volume_owners(entry)
         _check_capabilities(entry)
         _check_network(entry, by_name)
 
@@ -179,24 +180,12 @@ def share_networks(entries: Sequence[Read]) -> None:
             entry.values["depends_on"] = (*dependencies, Dependency(network.container))
 
 
-# What the runtime does not do yet, by key: a value other than the default is refused,
-# never silently ignored. Each entry goes once the runtime honours the setting.
-NOT_YET: dict[str, str] = {}
-
-
-def refuse_unsupported(entries: Sequence[Read], defaults: dict[str, object]) -> None:
-    """Record a problem for each setting the runtime cannot honour yet, or not here."""
-    for entry in entries:
-        for key, what in NOT_YET.items():
-            if key in entry.raw and entry.values.get(key, defaults[key]) != defaults[key]:
-                entry.spot.child(key).fail(
-                    f"sdpod does not honour {what} yet; valid: leave the key out",
-                    entry.raw[key] if isinstance(entry.raw[key], str) else None,
-                )
-        for index, volume in enumerate(entry.values.get("volumes", ())):
-            problem = _volume_problem(volume)
-            if problem:
-                entry.spot.child("volumes").child(index).fail(problem)
+def _check_volume_owners(entry: Read) -> None:
+    """Refuse an owner option that cannot work for the user running sdpod."""
+    for index, volume in enumerate(entry.values.get("volumes", ())):
+        problem = _volume_problem(volume)
+        if problem:
+            entry.spot.child("volumes").child(index).fail(problem)
 
 
 def _volume_problem(volume: Volume) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sdpod.config import settings, values
-from sdpod.config.coherence import check_coherence, refuse_unsupported, share_networks
+from sdpod.config.coherence import check_coherence, share_networks
 from sdpod.config.dependencies import check_dependencies
 from sdpod.config.envfile import read_env_file
 from sdpod.config.locate import line_at, offset_locator
@@ -72,7 +72,6 @@ def load_project(
     _check_pull_settings(entries)
     check_dependencies(entries)
     check_coherence(entries)
-    refuse_unsupported(entries, {row.key: row.default for row in settings.SETTINGS})
 
     if findings.problems:
         raise ConfigError(_describe(str(path), text, findings.problems))

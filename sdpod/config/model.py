@@ -55,7 +55,8 @@ class BindVolume:
 
 @dataclass(frozen=True)
 class NamedVolume:
-    """A directory sdpod keeps under its data directory, made empty on first use."""
+    """A directory sdpod keeps under its data directory; while empty, it takes what the
+    image holds at its target."""
 
     name: str
     target: PurePosixPath

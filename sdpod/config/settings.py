@@ -456,8 +456,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=lambda volumes, show: [mounted.dump_volume(volume, show) for volume in volumes],
         example='volumes = ["./www:/www:ro", "pgdata:/var/lib/postgresql/data"]',
         help="SOURCE:TARGET[:OPTIONS]: SOURCE a host path (with a '/', or starting with '.' "
-        "or '~'; relative to the TOML file) or the name of a volume sdpod keeps, made empty "
-        f"on first use; OPTIONS {mounts.VOLUME_OPTIONS}; or tables: see below",
+        "or '~'; relative to the TOML file) or the name of a volume sdpod keeps, which "
+        "takes the image's files at TARGET while it is empty and outlives the container; "
+        f"OPTIONS {mounts.VOLUME_OPTIONS}; or tables: see below",
         table=mounted.VOLUME,
         table_items=True,
     ),
