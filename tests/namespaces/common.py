@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,16 @@ MAPPING = IdMapping(
     uids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
     gids=(IdRange(0, 0, 1), IdRange(1, 300000, 65536)),
 )
+
+
+def remove_cgroup(path: Path) -> None:
+    """Kill everything in a test's cgroup (cgroup.kill, Linux 5.14) and remove it."""
+    (path / "cgroup.kill").write_text("1")
+    deadline = time.monotonic() + 10
+    while "populated 1" in (path / "cgroup.events").read_text():
+        assert time.monotonic() < deadline, f"processes of {path} did not die"
+        time.sleep(0.05)
+    for leaf in path.iterdir():
+        if leaf.is_dir():
+            leaf.rmdir()
+    path.rmdir()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from support.mkimage import build_busybox_image
 
-from namespaces.common import MAPPING, MARKS
+from namespaces.common import MAPPING, MARKS, remove_cgroup
 from sdpod.config.model import Container, LayoutImage
 from sdpod.errors import RuntimeSetupError
 from sdpod.images.store import ImageStore
@@ -59,19 +59,6 @@ def _unit_cgroup() -> Path:
     path = mount / f"sdpod-exec-test-{secrets.token_hex(3)}.service"
     path.mkdir()
     return path
-
-
-def _remove_cgroup(path: Path) -> None:
-    """Kill everything in the test's cgroup (cgroup.kill, Linux 5.14) and remove it."""
-    (path / "cgroup.kill").write_text("1")
-    deadline = time.monotonic() + 10
-    while "populated 1" in (path / "cgroup.events").read_text():
-        assert time.monotonic() < deadline, f"processes of {path} did not die"
-        time.sleep(0.05)
-    for leaf in path.iterdir():
-        if leaf.is_dir():
-            leaf.rmdir()
-    path.rmdir()
 
 
 def _launch(tmp_path: Path, unit_cgroup: Path) -> Launched:
@@ -124,7 +111,7 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
         _wait_for_marker(container)
         yield container
     finally:
-        _remove_cgroup(unit_cgroup)
+        remove_cgroup(unit_cgroup)
         run_in_userns(MAPPING, lambda: shutil.rmtree(path))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from support.mkimage import build_busybox_image
 
-from namespaces.common import MAPPING, MARKS
+from namespaces.common import MAPPING, MARKS, remove_cgroup
 from sdpod.config.model import Container, LayoutImage, Network, NetworkMode
 from sdpod.images.store import ImageStore, StoredImage
 from sdpod.kernel.userns import run_in_userns
@@ -134,15 +134,7 @@ def unit_cgroups() -> Iterator[list[Path]]:
     made: list[Path] = []
     yield made
     for path in made:
-        (path / "cgroup.kill").write_text("1")
-        deadline = time.monotonic() + 10
-        while "populated 1" in (path / "cgroup.events").read_text():
-            assert time.monotonic() < deadline, f"processes of {path} did not die"
-            time.sleep(0.05)
-        for leaf in path.iterdir():
-            if leaf.is_dir():
-                leaf.rmdir()
-        path.rmdir()
+        remove_cgroup(path)
 
 
 def start_running(
