@@ -34,6 +34,17 @@ DECLARATIONS = """
         uint64_t propagation;
         uint64_t userns_fd;
     };
+
+    /* libseccomp (seccomp_init(3) and the pages it links to), opened apart. */
+    typedef void *scmp_filter_ctx;
+    scmp_filter_ctx seccomp_init(uint32_t def_action);
+    void seccomp_release(scmp_filter_ctx ctx);
+    int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+    uint32_t seccomp_arch_native(void);
+    int seccomp_syscall_resolve_name(const char *name);
+    int seccomp_rule_add(scmp_filter_ctx ctx, uint32_t action, int syscall,
+                         unsigned int arg_cnt, ...);
+    int seccomp_load(scmp_filter_ctx ctx);
 """
 
 

@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sdpod.kernel import capabilities, syscalls, userns
+from sdpod.kernel import capabilities, seccomp, syscalls, userns
 from sdpod.runtime import mounts, provision, shared
 from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
 
@@ -102,12 +102,14 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         syscalls.sethostname(spec.get("hostname", ""))
         if _owns_network(spec):
             syscalls.set_link_up("lo")
+        if spec.get("linux", {}).get("seccomp"):
+            seccomp.preload()
         _pivot_into(rootfs)
         if spec["root"].get("readonly"):
             _make_root_read_only()
         if os.read(channels.go, 1) != b"g":
             os._exit(1)
-        _exec_process(spec["process"], channels.errors)
+        _exec_process(spec, channels.errors)
     except BaseException as error:
         _report(channels.errors, error)
     os._exit(127)
@@ -154,11 +156,13 @@ def _pivot_into(rootfs: str) -> None:
     os.chdir("/")
 
 
-def _exec_process(process: dict[str, Any], errors_fd: int) -> NoReturn:
+def _exec_process(spec: dict[str, Any], errors_fd: int) -> NoReturn:
+    process = spec["process"]
     env = process_environment(process)
     args = process["args"]
     check_command(_payload(args), env.get("PATH", ""))
     apply_process(process)
+    apply_seccomp(spec)
     close_fds_but(errors_fd)
     exec_command(args, env)
 
@@ -179,6 +183,14 @@ def apply_process(process: dict[str, Any]) -> None:
     if process.get("noNewPrivileges"):
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     os.chdir(process.get("cwd", "/"))
+
+
+def apply_seccomp(spec: dict[str, Any]) -> None:
+    """Load the spec's seccomp filter, last before exec: the steps before may need calls
+    it refuses (setgroups, prctl)."""
+    profile = spec.get("linux", {}).get("seccomp")
+    if profile:
+        seccomp.load(profile)
 
 
 def close_fds_but(keep: int) -> None:

@@ -23,10 +23,11 @@ from typing import Any, NoReturn
 
 from sdpod import paths
 from sdpod.errors import RuntimeSetupError
-from sdpod.kernel import syscalls
+from sdpod.kernel import seccomp, syscalls
 from sdpod.runtime import cgroup, shared
 from sdpod.runtime.container import (
     apply_process,
+    apply_seccomp,
     check_command,
     close_fds_but,
     exec_command,
@@ -89,6 +90,8 @@ def run(
     """
     if not argv:
         raise RuntimeSetupError("failed to run a command in the container: no command given")
+    if spec.get("linux", {}).get("seccomp"):
+        seccomp.preload()
     namespaces = open_namespaces(init_pid)
     attach = attach or join_leaf(container_leaf(init_pid))
     try:
@@ -355,6 +358,7 @@ def _grandchild(
         env = process_environment(process)
         check_command(argv[0], env.get("PATH", ""))
         apply_process(process)
+        apply_seccomp(spec)
         close_fds_but(errors_w)
         exec_command(argv, env)
     except BaseException as error:

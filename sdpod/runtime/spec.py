@@ -28,6 +28,7 @@ from sdpod.errors import RuntimeSetupError
 from sdpod.health.annotate import annotate
 from sdpod.kernel import capabilities
 from sdpod.kernel.userns import IdMapping, IdRange
+from sdpod.runtime.seccomp_profile import default_profile
 
 OCI_VERSION = "1.1.0"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -436,6 +437,7 @@ def build_spec(
             "gidMappings": _id_map(mapping.gids),
             "namespaces": namespaces(container, shared),
             "sysctl": dict(container.sysctls),
+            "seccomp": default_profile(bounding_set(container)),
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
         },

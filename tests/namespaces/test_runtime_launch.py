@@ -44,6 +44,8 @@ echo "bounding=$(awk '/^CapBnd/ {print $2}' /proc/self/status)"
 echo "effective=$(awk '/^CapEff/ {print $2}' /proc/self/status)"
 echo "lo=$(cat /sys/class/net/lo/operstate)"
 echo "tap0=$(cat /sys/class/net/tap0/address >/dev/null && echo present)"
+echo "seccomp=$(awk '/^Seccomp:/ {print $2}' /proc/self/status)"
+echo "unshare=$(unshare -U true 2>&1 && echo allowed)"
 """
 
 
@@ -179,3 +181,26 @@ def test_read_only_root_user_directory_and_host_name(
         run_in_userns(MAPPING, lambda: shutil.rmtree(path))
     assert (seen["root_write"], seen["tmp_write"], seen["run_write"]) == ("no", "yes", "yes")
     assert (seen["uid"], seen["cwd"], seen["hostname"]) == ("33", "/www", "ro.home.arpa")
+
+
+def test_a_seccomp_filter_refuses_what_the_kernel_keeps_for_the_host(
+    seen: dict[str, str],
+) -> None:
+    assert seen["seccomp"] == "2"  # SECCOMP_MODE_FILTER
+    assert "Operation not permitted" in seen["unshare"]
+
+
+SECCOMP_PROBE = """
+echo "unshare=$(unshare -U true 2>&1 && echo allowed)"
+"""
+
+
+def test_a_capability_added_lets_its_calls_through(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    path = tmp_path_factory.mktemp("sysadmin")
+    try:
+        seen = run_probe(path, SECCOMP_PROBE, cap_add=("CAP_SYS_ADMIN",))
+    finally:
+        run_in_userns(MAPPING, lambda: shutil.rmtree(path))
+    assert seen["unshare"] == "allowed"

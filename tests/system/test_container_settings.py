@@ -188,6 +188,8 @@ def test_capabilities_and_sysctls_reach_the_kernel(project: Project) -> None:
     assert not bounding & chown
 
     assert inside(project, "cat /proc/sys/net/ipv4/ip_unprivileged_port_start") == "80\n"
+    # Every container runs under the default seccomp filter (SECCOMP_MODE_FILTER).
+    assert "Seccomp:\t2" in status
 
 
 def test_a_volume_in_use_stays_and_an_unused_one_goes(project: Project) -> None:
