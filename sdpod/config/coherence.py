@@ -19,6 +19,7 @@ from sdpod.config.model import (
     UserNamespace,
     Volume,
 )
+from sdpod.config.mounts import SECRETS_DIR
 from sdpod.config.problems import Spot
 from sdpod.config.schema import Read
 from sdpod.config.security import ALL_CAPABILITIES, is_network_sysctl
@@ -49,6 +50,18 @@ def _check_mount_targets(entry: Read) -> None:
                     entry.raw[key][index],
                 )
             seen[target] = f"{key}[{index}]"
+            if entry.values.get("secrets") and key != "secrets":
+                _check_clear_of_secrets(entry, key, index, target)
+
+
+def _check_clear_of_secrets(entry: Read, key: str, index: int, target: PurePosixPath) -> None:
+    """A mount at /run/secrets or inside it would be hidden by the secrets' own, or
+    take their files onto a disk: secrets are written only to memory."""
+    if target == SECRETS_DIR or SECRETS_DIR in target.parents:
+        entry.spot.child(key).child(index).fail(
+            f"{target} is where the secrets go; valid: a target outside {SECRETS_DIR}",
+            entry.raw[key][index],
+        )
 
 
 def _check_capabilities(entry: Read) -> None:

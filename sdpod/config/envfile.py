@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from sdpod.config.problems import Invalid
+from sdpod.config.textfile import Unreadable, read_regular
 
 _LINE = re.compile(r"(?:export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(?P<value>.*)")
 _SYNTAX = "valid: KEY=VALUE, a # comment or a blank line"
@@ -35,12 +36,12 @@ def read_env_file(path: Path, shown: str | None = None) -> list[tuple[str, str]]
             continue
         match = _LINE.fullmatch(stripped)
         if match is None:
-            where = f"{path_text} line {number}"
+            where = f"{path_text}:{number}"
             problems.append(f"{where}: {_quote(stripped)} is not KEY=VALUE; {_SYNTAX}")
             continue
         value = _unquote(match["value"])
         if value is None:
-            where = f"{path_text} line {number}"
+            where = f"{path_text}:{number}"
             problems.append(f"{where}: the value's quote is not closed; {_SYNTAX}")
             continue
         pairs.append((match["name"], value))
@@ -50,21 +51,21 @@ def read_env_file(path: Path, shown: str | None = None) -> list[tuple[str, str]]
 
 
 def _read_text(path: Path, shown: str) -> str:
+    valid = (
+        "valid: a readable file of KEY=VALUE lines, absolute or relative to the directory "
+        "of the TOML file"
+    )
     try:
-        with path.open("rb") as file:
-            data = file.read(_SIZE_MAX + 1)
+        data = read_regular(path, _SIZE_MAX)
     except OSError as error:
-        raise Invalid(
-            f"cannot read {shown}: {error.strerror}; valid: a readable file of KEY=VALUE "
-            "lines, absolute or relative to the directory of the TOML file"
-        ) from None
-    if len(data) > _SIZE_MAX:
-        raise Invalid(f"{shown} is larger than 1 MiB; valid: a file of KEY=VALUE lines")
+        raise Invalid(f"cannot read {shown}: {error.strerror}; {valid}") from None
+    except Unreadable as error:
+        raise Invalid(f"{shown} {error}; {valid}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise Invalid(f"{shown} line {line}: not valid UTF-8") from None
+        raise Invalid(f"{shown}:{line}: not valid UTF-8") from None
     if "\0" in text:
         raise Invalid(f"{shown} holds a NUL character; valid: text without NUL")
     return text

@@ -25,11 +25,15 @@ from sdpod.config.locate import line_at, offset_locator
 from sdpod.config.model import Container, LayoutImage, PortMapping, Project
 from sdpod.config.problems import Findings, Invalid, Problem, Spot, render_path, render_problem
 from sdpod.config.schema import Read, read_table, unknown_key
+from sdpod.config.textfile import Unreadable, read_regular
 from sdpod.errors import ConfigError
 
 _TOP_KEYS = ("project", "container", "containers")
 _PULL_KEYS = ("pull", "tls_verify")
 DOTENV = ".env"
+# No hand-written TOML file of containers comes near this; a larger one is a mistake.
+TOML_SIZE_MAX = 10 << 20
+PROBLEMS_SHOWN = 200
 _TOP_VALID = "valid: one [container] table, or [containers.NAME] tables"
 _DECODE_POSITION = re.compile(
     r"(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)"
@@ -95,9 +99,11 @@ def _variables(directory: Path, environ: Mapping[str, str]) -> Mapping[str, str]
 
 def _read(path: Path) -> str:
     try:
-        data = path.read_bytes()
+        data = read_regular(path, TOML_SIZE_MAX)
     except OSError as error:
         raise ConfigError([f"failed to read {path}: {error.strerror}"]) from error
+    except Unreadable as error:
+        raise ConfigError([f"failed to read {path}: it {error}"]) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -287,12 +293,17 @@ def _host_address(port: PortMapping) -> str:
 
 
 def _describe(file: str, text: str, problems: list[Problem]) -> list[str]:
-    """Render the problems, each with its line, in the order of the file."""
+    """Render the problems, each with its line, in the order of the file; past the first
+    `PROBLEMS_SHOWN`, only their number: a file that wrong is not fixed line by line."""
     offset_of = offset_locator(text)
-    located = [(offset_of(problem.path), problem) for problem in problems]
+    shown = problems[:PROBLEMS_SHOWN]
+    located = [(offset_of(problem.path), problem) for problem in shown]
     # Problems without a place concern the whole file: they come first.
     located.sort(key=lambda pair: -1 if pair[0] is None else pair[0])
-    return [
+    lines = [
         render_problem(file, None if offset is None else line_at(text, offset), problem)
         for offset, problem in located
     ]
+    if len(problems) > len(shown):
+        lines.append(f"{file}: and {len(problems) - len(shown)} more problems")
+    return lines

@@ -32,7 +32,7 @@ VOLUME_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or
 _VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 TMPFS_SYNTAX = 'TARGET[:size=SIZE,mode=MODE], like "/run" or "/cache:size=64M,mode=0700"'
-DEVICE_SYNTAX = 'HOST_PATH[:TARGET][:r|rw], like "/dev/fuse" or "/dev/dri/renderD128"'
+DEVICE_SYNTAX = 'HOST_PATH[:TARGET][:PERMISSIONS], like "/dev/fuse" or "/dev/dri/renderD128"'
 MODE_RULE = 'octal permission digits in a string, like "0440"'
 SECRETS_DIR = PurePosixPath("/run/secrets")
 # Secrets are copied into memory at each start; docker and podman cap them near here.
@@ -186,10 +186,14 @@ def parse_tmpfs(text: str) -> Tmpfs:
     return Tmpfs(PurePosixPath(target), size, mode)
 
 
-def parse_mode(text: str) -> int:
+def parse_mode(text: str, special: bool = True) -> int:
+    """Octal permission bits; with `special` false, no setuid, setgid or sticky bit."""
     if not re.fullmatch(r"0?[0-7]{3,4}", text):
         raise Invalid(f"mode {_q(text)} is not a permission mode; valid: {MODE_RULE}")
-    return int(text, 8)
+    mode = int(text, 8)
+    if not special and mode > 0o777:
+        raise Invalid(f"mode {_q(text)} sets setuid, setgid or sticky bits; valid: 0000 to 0777")
+    return mode
 
 
 # -- devices ------------------------------------------------------------------------------

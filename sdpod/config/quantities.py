@@ -22,6 +22,7 @@ _SIZE_MAX = 2**64 - 2
 
 DURATION_SYNTAX = 'a duration like "30s", "2m", "1h30m" or "500ms", or a number of seconds'
 _DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:us|ms|s|m|h))+")
+_BARE_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _DURATION_PART = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>us|ms|s|m|h)")
 _USEC_PER_UNIT = {"us": 1, "ms": 1000, "s": 10**6, "m": 60 * 10**6, "h": 3600 * 10**6}
 USEC_PER_SECOND = 10**6
@@ -56,8 +57,10 @@ def parse_size(value: str | int) -> int:
 def parse_duration(value: str | float, allow_zero: bool) -> float:
     """Seconds from `"1h30m"`, `"500ms"`, or a bare number of seconds."""
     usec = _duration_usec(value)
-    least = "0s" if allow_zero else "1us"
-    if usec < (0 if allow_zero else 1):
+    # A timeout or interval shorter than a second leaves systemd no time to stop a
+    # container, or a check to run: below it, units fail in ways that name no cause.
+    least = "0s" if allow_zero else "1s"
+    if usec < (0 if allow_zero else USEC_PER_SECOND):
         raise Invalid(f"the duration is below {least}; valid: {least} to 24h")
     if usec > DURATION_MAX_SECONDS * USEC_PER_SECOND:
         raise Invalid(f"the duration is longer than a day; valid: {least} to 24h")
@@ -69,6 +72,8 @@ def _duration_usec(value: str | float) -> int:
         if not math.isfinite(value):
             raise Invalid(f"not a finite number; valid: {DURATION_SYNTAX}")
         return round(Decimal(value) * USEC_PER_SECOND)
+    if _BARE_NUMBER.fullmatch(value):
+        return round(Decimal(value) * USEC_PER_SECOND)  # "0", "30": seconds, as systemd reads
     if _DURATION.fullmatch(value) is None:
         raise Invalid(f"not a duration; valid: {DURATION_SYNTAX}")
     total = sum(

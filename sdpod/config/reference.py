@@ -31,8 +31,8 @@ VALUE_KINDS: Final[tuple[tuple[str, str], ...]] = (
     ("sizes", quantities.SIZE_SYNTAX),
     (
         "durations",
-        f"{quantities.DURATION_SYNTAX}; at most 24h, "
-        "and 0 only for `restart_delay` and `start_period`",
+        f"{quantities.DURATION_SYNTAX}; at most 24h, and at least 1s but for "
+        "`restart_delay` and `start_period`, which may be 0",
     ),
     ("signals", quantities.SIGNAL_SYNTAX),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from pathlib import Path
 
 from sdpod.config.model import IdMap
 from sdpod.config.problems import Invalid
@@ -35,6 +36,8 @@ SYSCTL_RULE = (
     "a sysctl the kernel keeps per container: net.*, fs.mqueue.*, kernel.shm*, "
     "kernel.msg* or kernel.sem, like net.ipv4.ip_unprivileged_port_start"
 )
+_PROC_SYS = Path("/proc/sys")
+_PER_INTERFACE = ("net.ipv4.conf.", "net.ipv6.conf.", "net.ipv4.neigh.", "net.ipv6.neigh.")
 _SYSCTL_NAME = re.compile(r"[a-z0-9_]+(\.[a-z0-9_-]+)+")
 
 ID_MAP_SYNTAX = 'CONTAINER_ID:HOST_ID:COUNT, like "0:100000:65536"'
@@ -58,9 +61,22 @@ def parse_capability(text: str) -> str:
 def parse_sysctl_name(name: str) -> str:
     if not _SYSCTL_NAME.fullmatch(name):
         raise Invalid(f"not a sysctl name; valid: {SYSCTL_RULE}")
-    if name in _NAMESPACED_SYSCTLS or name.startswith(_NAMESPACED_PREFIXES):
-        return name
-    raise Invalid(f"this sysctl is the host's, not the container's; valid: {SYSCTL_RULE}")
+    if not (name in _NAMESPACED_SYSCTLS or name.startswith(_NAMESPACED_PREFIXES)):
+        raise Invalid(f"this sysctl is the host's, not the container's; valid: {SYSCTL_RULE}")
+    if not _known_here(name):
+        raise Invalid(f"this kernel has no such sysctl; valid: {SYSCTL_RULE}")
+    return name
+
+
+def _known_here(name: str) -> bool:
+    """Whether this kernel has the sysctl, as the host's own namespaces show it.
+
+    Per-interface settings name interfaces of the container, which the host need not
+    have, and a host without /proc/sys cannot tell: both are let through.
+    """
+    if name.startswith(_PER_INTERFACE) or not _PROC_SYS.is_dir():
+        return True
+    return _PROC_SYS.joinpath(*name.split(".")).exists()
 
 
 def is_network_sysctl(name: str) -> bool:
@@ -69,7 +85,7 @@ def is_network_sysctl(name: str) -> bool:
 
 def parse_sysctl_value(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise Invalid('not a sysctl value; valid: a string like "0 2147483647" or an integer')
+        raise Invalid('not a sysctl value; valid: a string like "1024" or an integer')
     text = str(value)
     if not text or "\n" in text or "\0" in text:
         raise Invalid("not a sysctl value; valid: one line of text")

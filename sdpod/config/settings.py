@@ -488,8 +488,11 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=(),
         dump=lambda devices, _: [mounted.dump_device(one) for one in devices],
         example='devices = ["/dev/dri/renderD128"]',
-        help=f"host devices the container may use: {mounts.DEVICE_SYNTAX}; your user must "
-        "be allowed to open them",
+        help=f"host devices the container may use: {mounts.DEVICE_SYNTAX}; PERMISSIONS as "
+        "docker writes them (r, rw, rwm; rw by default), where a missing w mounts the node "
+        "read-only, which does not stop writes to the device itself: rootless there is no "
+        "device cgroup, and the node's own permissions decide. Your user must be allowed "
+        "to open the device",
     ),
     Setting[str | None](
         key="hostname",

@@ -99,6 +99,7 @@ USERNS: Final[tuple[Setting[Any], ...]] = (
         "subordinate ids (/etc/subuid); ids 0 inside and your own outside must be mapped. "
         "As root, any host ids outside 1073741824 to 2147483647, which sdpod hands to "
         'containers of "auto"',
+        shown_default="required",
     ),
     Setting[tuple[IdMap, ...]](
         key="gid_map",
@@ -110,16 +111,15 @@ USERNS: Final[tuple[Setting[Any], ...]] = (
         shown_default="as uid_map",
     ),
 )
-_USERNS_LIKE = '"keep-id", or { uid_map = ["0:100000:65536"] }'
+_USERNS_LIKE = '"auto", "keep-id", or a table like { uid_map = ["0:100000:65536"] }'
 
 
 def convert_userns(value: object, spot: Spot) -> UserNamespace | None:
     if isinstance(value, str):
-        mode = convert.choice(value, spot, UsernsMode, "user namespace mode", UsernsMode.KEEP_ID)
-        if mode is UsernsMode.MAP:
-            spot.fail('"map" is written as a table; valid: { uid_map = [...], gid_map = [...] }')
+        if value not in (UsernsMode.AUTO.value, UsernsMode.KEEP_ID.value):
+            spot.fail(f"unknown user namespace mode; valid: {_USERNS_LIKE}", value)
             return None
-        return None if mode is None else UserNamespace(mode)
+        return UserNamespace(UsernsMode(value))
     fields = convert_table(value, spot, USERNS, _USERNS_LIKE)
     if fields is None:
         return None

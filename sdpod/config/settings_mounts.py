@@ -57,7 +57,7 @@ PORT: Final[tuple[Setting[Any], ...]] = (
         default=Protocol.TCP.value,
         dump=lambda protocol, _: protocol,
         example='protocol = "udp"',
-        help="tcp or udp",
+        help='"tcp" or "udp"',
     ),
 )
 
@@ -220,7 +220,7 @@ SECRET: Final[tuple[Setting[Any], ...]] = (
         default=REQUIRED,
         dump=lambda source, _: source,
         example='source = "./db-password"',
-        help="the host file that holds the secret, relative to the TOML file",
+        help="the host file that holds the secret, at most 512 KiB, relative to the TOML file",
     ),
     Setting[str | None](
         key="target",
@@ -234,12 +234,12 @@ SECRET: Final[tuple[Setting[Any], ...]] = (
     Setting[int](
         key="mode",
         convert=lambda value, spot: convert.one(
-            value, spot, '"0440"', lambda text, _: mounts.parse_mode(text)
+            value, spot, '"0440"', lambda text, _: mounts.parse_mode(text, special=False)
         ),
         default=0o400,
         dump=lambda mode, _: f"{mode:04o}",
         example='mode = "0440"',
-        help="its permission bits, octal digits in a string",
+        help="its permission bits, octal digits in a string, without setuid, setgid or sticky bits",
     ),
     Setting[int](
         key="uid",

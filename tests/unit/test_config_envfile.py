@@ -38,10 +38,8 @@ def test_every_broken_line_is_named(tmp_path: Path) -> None:
     with pytest.raises(Invalid) as raised:
         read_env_file(path, "web.env")
     assert raised.value.messages == (
-        'web.env line 2: "no equals" is not KEY=VALUE; '
-        "valid: KEY=VALUE, a # comment or a blank line",
-        "web.env line 3: the value's quote is not closed; "
-        "valid: KEY=VALUE, a # comment or a blank line",
+        'web.env:2: "no equals" is not KEY=VALUE; valid: KEY=VALUE, a # comment or a blank line',
+        "web.env:3: the value's quote is not closed; valid: KEY=VALUE, a # comment or a blank line",
     )
 
 
@@ -71,6 +69,6 @@ def test_a_broken_dotenv_is_an_error_naming_its_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_project(toml, {})
     assert raised.value.problems == [
-        f'{tmp_path / ".env"} line 2: "=nameless" is not KEY=VALUE; '
+        f'{tmp_path / ".env"}:2: "=nameless" is not KEY=VALUE; '
         "valid: KEY=VALUE, a # comment or a blank line"
     ]
