@@ -47,7 +47,7 @@ from sdpod.runtime.spec import (
 from sdpod.units import health as health_units
 from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
-from sdpod.units.translate import Property, service_properties
+from sdpod.units.translate import Property, service_properties, slice_name
 
 if TYPE_CHECKING:
     from sdpod.observe import ContainerRow
@@ -359,9 +359,9 @@ def unit_files(want: Desired) -> list[unitfile.UnitSpec]:
     """An enabled container's units: its service, and its health check's timer and
     service, which the service pulls in as it does when `up` creates them transient."""
     container = want.container
-    slice_name = next((value for key, (_, value) in want.properties if key == "Slice"), None)
+    slice_unit = next((value for key, (_, value) in want.properties if key == "Slice"), None)
     checker = checks.checker_argv(want.layout.bundle)
-    aux = health_units.health_units(container, checker, slice_name)
+    aux = health_units.health_units(container, checker, slice_unit)
     own = [*want.properties, *health_units.main_unit_properties(container)]
     return [
         (container.unit_name, "service", own),
@@ -514,6 +514,19 @@ def down(file: Path, say: Say) -> None:
             if rootless is None:
                 IdPool(paths.data_dir()).release(container.name)
             say(f"{container.name}: stopped and removed")
+        stop_empty_slice(manager, project)
+
+
+def stop_empty_slice(manager: Manager, project: Project) -> None:
+    """Stop the project's slice once no unit in it runs: systemd keeps a slice that a
+    transient unit made until it is stopped, as `systemctl --user list-units` shows."""
+    name = slice_name(project)
+    members = manager.unit_property(name, UNIT_INTERFACE, "RequiredBy")
+    if members is None:
+        return
+    if any(is_running(manager, member) for member in members):
+        return
+    manager.stop(name)
 
 
 def _not_ours(name: str, owner: Path | None) -> str:

@@ -12,10 +12,11 @@ from typing import Any
 from sdpod.runtime.spec import BundleLayout
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
     """Replace `path` so that a crash leaves either the old text or the new, never half."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as file:
             file.write(text)
             file.flush()
@@ -43,8 +44,9 @@ def prepare(
     for directory in (layout.upper, layout.work):
         directory.mkdir(parents=True, exist_ok=True)
         os.chown(directory, *root_owner)
+    # Every user of the container reads these, as they read the host's own.
     for name, text in etc_files.items():
-        write_atomically(layout.etc / name, text)
+        write_atomically(layout.etc / name, text, mode=0o644)
     write_atomically(layout.bundle / "config.json", json.dumps(spec, indent=2) + "\n")
 
 

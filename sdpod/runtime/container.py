@@ -96,6 +96,7 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
     """The second process, PID 1 of the container: root file system, then exec."""
     try:
         _build_root(spec, rootfs, channels.trees)
+        provision.make_working_dir(spec, rootfs)
         provision.write_secrets(spec, rootfs)
         provision.shift_volumes(spec, rootfs)
         provision.apply_sysctls(spec)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,10 @@ class _Pipes:
             os.close(fd)
 
 
+# How long a failed network start waits for the init's own report of what went wrong.
+INIT_FAILURE_GRACE = 0.5
+
+
 def launch(bundle: Path) -> int:
     """Start the container of `bundle`; return the PID of its init once it runs."""
     spec = load_spec(bundle)
@@ -108,7 +113,11 @@ def launch(bundle: Path) -> int:
     init = 0
     try:
         init = _prepare_child(child, spec, pipes, leaves, not shared.joins_user(joined))
-        _start_network(init, spec, bundle)
+        try:
+            _start_network(init, spec, bundle)
+        except NetworkError:
+            _raise_if_init_failed(pipes.errors[0])
+            raise
         os.write(pipes.go[1], b"g")
         _wait_for_exec(pipes.errors[0])
     except BaseException:
@@ -187,6 +196,15 @@ def _wait_for_exec(errors_fd: int) -> None:
     # The errors pipe is close-on-exec: end of file without text means exec succeeded.
     text = _read_all(errors_fd)
     if text:
+        raise RuntimeSetupError(f"failed to start the container: {text}")
+
+
+def _raise_if_init_failed(errors_fd: int) -> None:
+    """Raise the init's own failure, if it has reported one: a container whose set-up
+    failed (a sysctl, a mount) takes its network namespace with it, and the network
+    helper's complaint about that would hide the cause."""
+    readable, _, _ = select.select([errors_fd], [], [], INIT_FAILURE_GRACE)
+    if readable and (text := _read_all(errors_fd)):
         raise RuntimeSetupError(f"failed to start the container: {text}")
 
 

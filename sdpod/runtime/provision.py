@@ -30,6 +30,14 @@ def apply_sysctls(spec: dict[str, Any]) -> None:
             ) from None
 
 
+def make_working_dir(spec: dict[str, Any], rootfs: str) -> None:
+    """Create the command's directory where the image lacks it, as docker and podman do;
+    it belongs to the container's root."""
+    path = mounts.resolve_in_root(rootfs, spec["process"].get("cwd", "/"))
+    if not os.path.lexists(path):
+        os.makedirs(path, mode=0o755)
+
+
 def write_secrets(spec: dict[str, Any], rootfs: str) -> None:
     """Copy each secret into the container's memory-backed secrets directory, then make
     that directory read-only, as docker and podman mount theirs."""

@@ -27,7 +27,7 @@ from sdpod.config.security import ALL_CAPABILITIES
 from sdpod.errors import RuntimeSetupError
 from sdpod.health.annotate import annotate
 from sdpod.kernel import capabilities
-from sdpod.kernel.userns import IdMapping, IdRange
+from sdpod.kernel.userns import IdMapping, IdRange, host_id
 from sdpod.runtime.seccomp_profile import default_profile
 
 OCI_VERSION = "1.1.0"
@@ -150,9 +150,23 @@ def process_env(container: Container, image: ImageDefaults) -> list[str]:
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     merged.update(image.env)
     merged.update(container.environment)
-    merged["HOSTNAME"] = container.name
+    merged["HOSTNAME"] = container.hostname or container.name
     merged.setdefault("container", "sdpod")
     return [f"{key}={value}" for key, value in merged.items()]
+
+
+def check_user_mapped(name: str, user: str, uid: int, gid: int, mapping: IdMapping) -> None:
+    """Refuse a user the container's id mapping has no host id for: the kernel would
+    refuse to switch to it with nothing but EINVAL."""
+    if host_id(mapping.uids, uid) is not None and host_id(mapping.gids, gid) is not None:
+        return
+    covered = ", ".join(f"{r.container_id}-{r.container_id + r.size - 1}" for r in mapping.uids)
+    raise RuntimeSetupError(
+        f"failed to prepare container {name}: its user {user or 'root'} (uid {uid}, gid "
+        f"{gid}) has no host id; the container's id mapping covers only ids {covered}",
+        hint="give your user subordinate ids (`sdpod doctor` names a free range), or run "
+        'the container as root (user = "0")',
+    )
 
 
 def resolve_user(spec: str, rootfs: Path) -> tuple[int, int, list[int]]:
@@ -402,6 +416,7 @@ def build_spec(
     """
     user = container.user if container.user is not None else image.user
     uid, gid, extra_gids = resolve_user(user, layout.lower)
+    check_user_mapped(container.name, user, uid, gid, mapping)
     args, init_mounts = _with_init(process_args(container, image), init)
     overlay = {
         "lower": str(layout.lower),
@@ -428,10 +443,11 @@ def build_spec(
         + init_mounts
         + _etc_mounts(layout.etc)
         + (_scratch_mounts() if container.read_only else [])
-        + _secret_mounts(container)
         + _volume_mounts(container, layout)
         + _tmpfs_mounts(container)
-        + _device_mounts(container),
+        + _device_mounts(container)
+        # Last, so that no other mount can hide it and send the secrets elsewhere.
+        + _secret_mounts(container),
         "linux": {
             "uidMappings": _id_map(mapping.uids),
             "gidMappings": _id_map(mapping.gids),

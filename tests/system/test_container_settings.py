@@ -39,6 +39,8 @@ volumes = [
     {{ source = "./made-on-up", target = "/cache", create = true }},
 ]
 user = "www"
+hostname = "settings.home.arpa"
+working_dir = "/srv/made/here"
 tmpfs = ["/scratch:size=1M,mode=0700"]
 secrets = [
     "./db-password",
@@ -211,3 +213,24 @@ def test_a_volume_in_use_stays_and_an_unused_one_goes(project: Project) -> None:
     names = [row["name"] for row in json.loads(ok(project.sdpod("volume", "ls", "--json")))]
     assert volume not in names
     assert not (project.sandbox.home(project.user) / ".local/share/sdpod/volumes" / volume).exists()
+
+
+def test_a_user_other_than_root_reads_the_name_files(project: Project) -> None:
+    # The container runs as www: /etc/hosts and resolv.conf must be world-readable.
+    assert "settings.home.arpa" in inside(project, "cat /etc/hostname /etc/hosts")
+    assert "nameserver" in inside(project, "cat /etc/resolv.conf")
+
+
+def test_the_environment_names_the_host_and_a_missing_directory_is_made(
+    project: Project,
+) -> None:
+    assert inside(project, "echo $HOSTNAME; pwd").split() == [
+        "settings.home.arpa",
+        "/srv/made/here",
+    ]
+
+
+def test_down_stops_the_project_slice_once_empty(project: Project) -> None:
+    ok(project.down())
+    units = ok(project.run(["systemctl", "--user", "list-units", "--plain", "--no-legend"]))
+    assert "sdpod-web.slice" not in units

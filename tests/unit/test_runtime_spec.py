@@ -182,3 +182,15 @@ def test_tmpfs_devices_secrets_and_named_volumes_are_mounts(rootfs: Path) -> Non
     assert secrets == [
         {"source": "/srv/pw", "target": "/run/secrets/pw", "mode": 0o440, "uid": 33, "gid": 33}
     ]
+
+
+def test_a_user_the_mapping_cannot_hold_is_refused_by_name(rootfs: Path) -> None:
+    single = IdMapping(uids=(IdRange(0, 1000, 1),), gids=(IdRange(0, 1000, 1),))
+    layout = oci.BundleLayout.under(rootfs.parent / "bundle", rootfs, Path("/volumes"))
+    with pytest.raises(RuntimeSetupError, match=r"its user www \(uid 33, gid 33\) has no host id"):
+        oci.build_spec(make_container(user="www"), Image(), layout, single)
+
+
+def test_hostname_is_the_environment_s_too(rootfs: Path) -> None:
+    config = build(rootfs, make_container(hostname="web.home.arpa"))
+    assert "HOSTNAME=web.home.arpa" in config["process"]["env"]  # type: ignore[index]
