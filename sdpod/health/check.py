@@ -25,7 +25,7 @@ from sdpod import paths
 from sdpod.config.model import HealthCheck, ReadyWhen, UnhealthyAction
 from sdpod.errors import RuntimeSetupError
 from sdpod.health import annotate, state
-from sdpod.health.state import HealthState, Outcome, Status
+from sdpod.health.state import HealthState, Outcome, Status, failures
 from sdpod.runtime import cgroup, exec, notify
 from sdpod.runtime.spec import ANNOTATION_NAME
 
@@ -127,7 +127,7 @@ def status_text(current: HealthState) -> str:
         return str(current.status.value)
     # The first line: the command's own words where it said any, else how it ended.
     first = current.output.strip().splitlines()[:1] or ["no output"]
-    return f"unhealthy ({current.failing_streak} failures: {first[0][:200]})"
+    return f"unhealthy ({failures(current.failing_streak)}: {first[0][:200]})"
 
 
 def _announce(container: exec.RunningContainer, current: HealthState, ready: ReadyWhen) -> None:

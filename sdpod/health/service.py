@@ -66,7 +66,7 @@ def _with_last_check(error: SystemdError, container: Container) -> SystemdError:
     output = last.output.strip() or "no output"
     text = (
         f"{error}\nits last health check ({last.status.value}, "
-        f"{last.failing_streak} failures in a row) said:\n"
+        f"{state.failures(last.failing_streak)} in a row) said:\n"
         + "\n".join(f"  {line}" for line in output.splitlines()[-5:])
     )
     return SystemdError(text, error.hint)

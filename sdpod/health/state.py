@@ -87,3 +87,8 @@ def advance(previous: HealthState | None, outcome: Outcome, retries: int) -> Hea
     streak = before.failing_streak + 1
     status = Status.UNHEALTHY if streak >= retries else before.status
     return HealthState(status, streak, outcome.checked_at, outcome.output)
+
+
+def failures(count: int) -> str:
+    """`1 failure`, `3 failures`: a streak as a status line says it."""
+    return f"{count} failure" if count == 1 else f"{count} failures"

@@ -253,3 +253,8 @@ def test_a_container_without_a_bundle_or_pid_is_named(
     (tmp_path / "run/web.pid").write_text(f"{os.getpid()}\n")
     with pytest.raises(RuntimeSetupError, match="it is not running"):
         exec.find_running("web")
+
+
+def test_one_failure_is_said_in_the_singular() -> None:
+    assert state.failures(1) == "1 failure"
+    assert state.failures(3) == "3 failures"
