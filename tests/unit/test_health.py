@@ -116,7 +116,7 @@ def test_output_keeps_the_last_4_kib() -> None:
 def test_status_text_names_the_streak_and_the_first_line() -> None:
     unhealthy = HealthState(Status.UNHEALTHY, 3, 1.0, "connection refused\n(exit status 1)")
     assert status_text(unhealthy) == "unhealthy (3 failures: connection refused)"
-    assert status_text(HealthState(Status.UNHEALTHY, 1)) == "unhealthy (1 failures: no output)"
+    assert status_text(HealthState(Status.UNHEALTHY, 1)) == "unhealthy (1 failure: no output)"
     assert status_text(HealthState(Status.HEALTHY)) == "healthy"
 
 
