@@ -96,7 +96,8 @@ def run_probe(tmp_path: Path, probe: str = PROBE, **settings: Any) -> dict[str, 
     )
     # Run by hand, nobody kills the network helper that systemd would kill with the unit.
     # SIGKILL, so that its shell cannot go on to kill the init's (by now free) pid.
-    subprocess.run(["pkill", "-KILL", "-f", f"--api-socket={tmp_path}"], check=False)
+    # "--": a pattern that begins with "--" would be taken for an option, killing nothing.
+    subprocess.run(["pkill", "-KILL", "-f", "--", f"--api-socket={tmp_path}"], check=False)
     assert result.returncode == 0, result.stderr
     lines = [line.partition("=") for line in result.stdout.splitlines() if "=" in line]
     return {key: value.strip() for key, _, value in lines}
