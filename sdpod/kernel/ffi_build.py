@@ -25,9 +25,21 @@ DECLARATIONS = """
               unsigned long mountflags, const void *data);
     int umount2(const char *target, int flags);
     int sethostname(const char *name, size_t len);
+    int setdomainname(const char *name, size_t len);
     int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
               unsigned long arg5);
     long syscall(long number, ...);
+    struct __user_cap_header_struct {
+        uint32_t version;
+        int pid;
+    };
+    struct __user_cap_data_struct {
+        uint32_t effective;
+        uint32_t permitted;
+        uint32_t inheritable;
+    };
+    int capset(struct __user_cap_header_struct *header, struct __user_cap_data_struct *data);
+    int capget(struct __user_cap_header_struct *header, struct __user_cap_data_struct *data);
     struct mount_attr {
         uint64_t attr_set;
         uint64_t attr_clr;
@@ -45,6 +57,7 @@ DECLARATIONS = """
     int seccomp_rule_add(scmp_filter_ctx ctx, uint32_t action, int syscall,
                          unsigned int arg_cnt, ...);
     int seccomp_load(scmp_filter_ctx ctx);
+    int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
 """
 
 

@@ -38,6 +38,8 @@ ARCHITECTURES = {
 }
 # libseccomp's answer for a name no architecture knows.
 _NR_SCMP_ERROR = -1
+# enum scmp_filter_attr: whether seccomp_load sets no_new_privs first (its default).
+_SCMP_FLTATR_CTL_NNP = 3
 
 
 def action_of(name: str, errno_ret: int | None) -> int:
@@ -58,8 +60,12 @@ def preload() -> None:
         _library = _open_library()
 
 
-def load(profile: dict[str, Any]) -> None:
-    """Load `profile` (OCI `linux.seccomp`) for this process and its children, for good."""
+def load(profile: dict[str, Any], no_new_privileges: bool = True) -> None:
+    """Load `profile` (OCI `linux.seccomp`) for this process and its children, for good.
+
+    libseccomp sets no_new_privs before loading, unless told not to: without it, loading
+    needs CAP_SYS_ADMIN (seccomp(2)), which the caller must then still hold.
+    """
     preload()
     library = _library
     default = action_of(profile["defaultAction"], profile.get("defaultErrnoRet"))
@@ -67,6 +73,8 @@ def load(profile: dict[str, Any]) -> None:
     if context == _ffi.NULL:
         raise RuntimeSetupError("failed to load the seccomp profile: seccomp_init failed")
     try:
+        if not no_new_privileges:
+            _check(library.seccomp_attr_set(context, _SCMP_FLTATR_CTL_NNP, 0), "configure")
         _add_architectures(library, context, profile.get("architectures", []))
         for rule in profile.get("syscalls", []):
             _add_rule(library, context, rule)

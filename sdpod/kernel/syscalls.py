@@ -24,6 +24,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
 
 # <sys/mount.h>
 MS_RDONLY = 1
@@ -34,6 +35,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
+MS_UNBINDABLE = 1 << 17
 MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
@@ -55,8 +57,17 @@ _SYS_MOUNT_SETATTR = 442
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# <linux/capability.h>: version 3 takes two 32-bit words per set.
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # pivot_root has no glibc wrapper; its number differs between architectures.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
@@ -161,8 +172,27 @@ def sethostname(name: str) -> None:
     _check(_libc.sethostname(encoded, len(encoded)), "sethostname")
 
 
-def prctl(option: int, arg2: int = 0) -> None:
-    _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl")
+def setdomainname(name: str) -> None:
+    encoded = name.encode()
+    _check(_libc.setdomainname(encoded, len(encoded)), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
+    result: int = _libc.prctl(option, arg2, arg3, 0, 0)
+    _check(result, "prctl")
+    return result
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability sets, each a bit mask by number (capset(2))."""
+    header = _ffi.new("struct __user_cap_header_struct *", [_LINUX_CAPABILITY_VERSION_3, 0])
+    data = _ffi.new("struct __user_cap_data_struct[2]")
+    for word in (0, 1):
+        shift = 32 * word
+        data[word].effective = (effective >> shift) & 0xFFFFFFFF
+        data[word].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[word].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(header, data), "capset")
 
 
 # <linux/sockios.h> and <net/if.h>, for bringing up a link without netlink.
