@@ -1,46 +1,54 @@
 """What runs inside the new namespaces, between fork and exec.
 
-Two processes run here. The first enters a new user namespace, waits for the launcher to
-map its ids (or joins the user and network namespaces of the container whose network it
-shares, mapped already), then creates the other namespaces and forks the container's
-init, which is PID 1 of the new PID namespace. That second process builds the root file system,
-pivots into it, waits for the launcher's word that the network is up, and execs the
-container's command. Both end in `os._exit` or `execve`: neither can ever return into
-the launcher's code. Only the system call boundary and the pure mount plan are used.
+Two processes run here. The first enters the namespaces the spec joins by path, then a
+new user namespace if the spec asks for one, and waits for the parent to map its ids;
+it then creates the other namespaces and forks the container's init, which is PID 1 of
+a new PID namespace. That second process builds the root file system, pivots into it,
+waits to be released, and execs the container's command. It is released by the
+launcher's word on a pipe (`go`), or, for `sdpod runtime create`, by `start` opening
+the container's exec FIFO. Both end in `os._exit` or `execve`: neither can ever return
+into the parent's code. Only the system call boundary and the pure mount plan are used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import signal
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sdpod.kernel import capabilities, seccomp, syscalls, userns
-from sdpod.runtime import mounts, provision, shared
+from sdpod.kernel import seccomp, syscalls, userns
+from sdpod.runtime import hooks, mounts, namespaces, provision, shared
+from sdpod.runtime.process import (
+    apply_process,
+    check_command,
+    close_fds_but,
+    exec_command,
+    process_environment,
+    set_oom_score_adj,
+)
 from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
 
-NAMESPACE_FLAGS = {
-    "mount": syscalls.CLONE_NEWNS,
-    "uts": syscalls.CLONE_NEWUTS,
-    "ipc": syscalls.CLONE_NEWIPC,
-    "network": syscalls.CLONE_NEWNET,
-    "pid": syscalls.CLONE_NEWPID,
-    "cgroup": syscalls.CLONE_NEWCGROUP,
-}
-
-
 Trees = tuple[tuple[int, str], ...]
+
+# The bytes the init sends its parent on `from_child`: a runtime hook may run now (the
+# parent answers with the state's JSON on a line); and the container is created.
+HOOKS_NOW = b"h"
+CREATED = b"c"
+# What the init writes on the exec FIFO once `start` has opened it.
+RELEASED = b"0"
 
 
 @dataclass(frozen=True)
 class Channels:
-    """The pipes between the launcher and the two processes it starts.
+    """The pipes between the parent and the two processes it starts.
 
-    `to_child`/`from_child` carry single bytes and the init's PID; `go` releases the
-    init into exec; `errors` (close-on-exec) carries a failure's text, and reaches its
-    end of file without text when exec succeeds.
+    `to_child`/`from_child` carry single bytes, the init's PID and the state for hooks;
+    `go` releases the init into exec, unless `exec_fifo` (an O_PATH descriptor of the
+    FIFO) does; `errors` (close-on-exec) carries a failure's text, and reaches its end
+    of file without text when exec succeeds. Once released through the FIFO, the init
+    reports failures on the FIFO instead.
     """
 
     to_child: int
@@ -52,20 +60,25 @@ class Channels:
     the overlay then uses as its lower layer, and those of volumes marked idmap."""
     joined: shared.Joined = ()
     """Namespaces of another container to enter instead of creating them."""
+    exec_fifo: int = -1
+    hooks: bool = False
+    """Whether the parent takes part in the spec's hooks; the launcher does not."""
 
 
 def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
     """The first process: namespaces, then fork the container's init."""
     try:
-        # A joined user namespace is mapped already: the launcher maps only a new one.
-        if not shared.enter(channels.joined):
+        # A joined user namespace is mapped already: the parent maps only a new one.
+        joined_user = shared.enter(channels.joined)
+        if not joined_user and namespaces.creates(spec, "user"):
             syscalls.unshare(syscalls.CLONE_NEWUSER)
         os.write(channels.from_child, b"u")
         if os.read(channels.to_child, 1) != b"m":
             os._exit(1)
-        userns.become_root_inside()
+        if joined_user or namespaces.has(spec, "user"):
+            userns.become_root_inside()
 
-        syscalls.unshare(_namespace_flags(spec))
+        syscalls.unshare(namespaces.new_flags(spec))
         init = os.fork()
         if init == 0:
             _run_init(spec, rootfs, channels)
@@ -76,49 +89,43 @@ def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         os._exit(1)
 
 
-def _namespace_flags(spec: dict[str, Any]) -> int:
-    flags = 0
-    for namespace in spec["linux"]["namespaces"]:
-        if not namespace.get("path"):
-            flags |= NAMESPACE_FLAGS.get(namespace["type"], 0)
-    return flags
-
-
-def _owns_network(spec: dict[str, Any]) -> bool:
-    """Whether the container has a network namespace of its own, to configure."""
-    return any(
-        namespace["type"] == "network" and not namespace.get("path")
-        for namespace in spec["linux"]["namespaces"]
-    )
-
-
 def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
     """The second process, PID 1 of the container: root file system, then exec."""
+    errors = channels.errors
     try:
         _build_root(spec, rootfs, channels.trees)
         provision.make_working_dir(spec, rootfs)
         provision.write_secrets(spec, rootfs)
         provision.shift_volumes(spec, rootfs)
         provision.apply_sysctls(spec)
-        syscalls.sethostname(spec.get("hostname", ""))
-        if _owns_network(spec):
+        _set_names(spec)
+        if namespaces.creates(spec, "network"):
             syscalls.set_link_up("lo")
+        set_oom_score_adj(spec["process"])
         if spec.get("linux", {}).get("seccomp"):
             seccomp.preload()
+        state = _runtime_hooks(spec, channels)
+        hooks.run_all(spec, "createContainer", state)
         _pivot_into(rootfs)
+        _propagate_root(spec)
         if spec["root"].get("readonly"):
             _make_root_read_only()
-        if os.read(channels.go, 1) != b"g":
-            os._exit(1)
-        _exec_process(spec, channels.errors)
+        process = spec["process"]
+        check_command(_payload(process["args"]), process_environment(process).get("PATH", ""))
+        errors = _wait_for_release(channels)
+        hooks.run_all(spec, "startContainer", _with_status(state, "created"))
+        _exec_process(spec, errors)
     except BaseException as error:
-        _report(channels.errors, error)
+        _report(errors, error)
     os._exit(127)
 
 
 def _build_root(spec: dict[str, Any], rootfs: str, trees: Trees) -> None:
-    # Nothing mounted here may propagate back to the host (mount_namespaces(7)).
-    syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+    # Nothing mounted here may propagate back to the host (mount_namespaces(7)); the
+    # host's mounts reach the container where rootfsPropagation makes it a slave.
+    propagation = _root_propagation(spec)
+    slave = propagation & syscalls.MS_SLAVE
+    syscalls.mount(None, "/", None, propagation if slave else _PRIVATE)
     for tree, attach in trees:
         syscalls.move_mount(tree, attach)
 
@@ -136,9 +143,40 @@ def _build_root(spec: dict[str, Any], rootfs: str, trees: Trees) -> None:
     mounts.execute(mounts.plan_mounts(spec), rootfs)
 
 
+_PRIVATE = syscalls.MS_REC | syscalls.MS_PRIVATE
+
+
+def _root_propagation(spec: dict[str, Any]) -> int:
+    """The mount(2) flags of the spec's rootfsPropagation; private, recursively, without."""
+    name = spec.get("linux", {}).get("rootfsPropagation")
+    if not name:
+        return _PRIVATE
+    options = mounts.parse_options([name])
+    if not options.propagation:
+        valid = ", ".join(mounts.PROPAGATIONS)
+        raise ValueError(f"failed to set the root's propagation: unknown {name!r}; valid: {valid}")
+    return options.propagation
+
+
+def _propagate_root(spec: dict[str, Any]) -> None:
+    """Make the new root shared or unbindable, as the spec asks. pivot_root(2) refuses
+    shared mounts, so this comes after it: the container's mounts then share among
+    themselves, not with the host's."""
+    propagation = _root_propagation(spec)
+    if propagation & (syscalls.MS_SHARED | syscalls.MS_UNBINDABLE):
+        syscalls.mount(None, "/", None, propagation)
+
+
 def _overlay_data(dirs: dict[str, str]) -> str:
     # userxattr: an unprivileged overlay keeps its metadata in user.* xattrs (overlayfs docs).
     return f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']},userxattr"
+
+
+def _set_names(spec: dict[str, Any]) -> None:
+    if "hostname" in spec:
+        syscalls.sethostname(spec["hostname"])
+    if "domainname" in spec:
+        syscalls.setdomainname(spec["domainname"])
 
 
 def _make_root_read_only() -> None:
@@ -157,58 +195,49 @@ def _pivot_into(rootfs: str) -> None:
     os.chdir("/")
 
 
+def _runtime_hooks(spec: dict[str, Any], channels: Channels) -> bytes:
+    """Let the parent run the prestart and createRuntime hooks, in the runtime's
+    namespaces, now that the container's exist; the state it answers with, for the
+    hooks run here."""
+    if not channels.hooks or not hooks.of(
+        spec, "prestart", "createRuntime", "createContainer", "startContainer"
+    ):
+        return b""
+    os.write(channels.from_child, HOOKS_NOW)
+    state = _read_line(channels.to_child)
+    if not state:
+        os._exit(1)
+    return state
+
+
+def _with_status(state: bytes, status: str) -> bytes:
+    if not state:
+        return state
+    document = json.loads(state)
+    document["status"] = status
+    return json.dumps(document).encode()
+
+
+def _wait_for_release(channels: Channels) -> int:
+    """Wait for the word to exec; the descriptor that failures go to from then on."""
+    if channels.exec_fifo < 0:
+        if os.read(channels.go, 1) != b"g":
+            os._exit(1)
+        return channels.errors
+    os.write(channels.from_child, CREATED)
+    # Opening a FIFO for writing blocks until a reader opens it: `start` (fifo(7)). The
+    # descriptor was opened before pivot_root, so the path goes through /proc.
+    fifo = os.open(f"/proc/self/fd/{channels.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fifo, RELEASED)
+    return fifo
+
+
 def _exec_process(spec: dict[str, Any], errors_fd: int) -> NoReturn:
     process = spec["process"]
     env = process_environment(process)
-    args = process["args"]
-    check_command(_payload(args), env.get("PATH", ""))
-    apply_process(process)
-    apply_seccomp(spec)
+    apply_process(process, spec.get("linux", {}).get("seccomp"))
     close_fds_but(errors_fd)
-    exec_command(args, env)
-
-
-def process_environment(process: dict[str, Any]) -> dict[str, str]:
-    """The spec's `process.env` as a mapping."""
-    return dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
-
-
-def apply_process(process: dict[str, Any]) -> None:
-    """Give the calling process the spec's capabilities, user, groups and directory.
-
-    The bounding set is limited while still root, before the user switch would take the
-    capability to change it (capabilities(7)).
-    """
-    capabilities.limit_bounding_set(process.get("capabilities", {}).get("bounding", []))
-    _switch_user(process.get("user", {}))
-    if process.get("noNewPrivileges"):
-        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-    os.chdir(process.get("cwd", "/"))
-
-
-def apply_seccomp(spec: dict[str, Any]) -> None:
-    """Load the spec's seccomp filter, last before exec: the steps before may need calls
-    it refuses (setgroups, prctl)."""
-    profile = spec.get("linux", {}).get("seccomp")
-    if profile:
-        seccomp.load(profile)
-
-
-def close_fds_but(keep: int) -> None:
-    """Close every descriptor above standard error except `keep`, before exec."""
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
-
-
-def exec_command(args: list[str], env: dict[str, str]) -> NoReturn:
-    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across
-    # exec: the command gets the default actions, as any other program's child would.
-    for number in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(number, signal.SIG_DFL)
-    try:
-        os.execvpe(args[0], args, env)
-    except OSError as error:
-        raise OSError(error.errno, f"failed to run {args[0]!r}: {error.strerror}") from None
+    exec_command(process["args"], env)
 
 
 def _payload(args: list[str]) -> str:
@@ -218,41 +247,19 @@ def _payload(args: list[str]) -> str:
     return args[0]
 
 
-def check_command(command: str, search_path: str) -> None:
-    """Fail here, where the caller can report it, if the command cannot be found.
-
-    Behind an init, a missing command would only be noticed by the init after the
-    unit has been declared started.
-    """
-    if "/" in command:
-        candidates = [command]
-    else:
-        candidates = [os.path.join(d or ".", command) for d in search_path.split(":")]
-    if not any(os.path.isfile(c) and os.access(c, os.X_OK) for c in candidates):
-        where = "" if "/" in command else f" in PATH={search_path}"
-        raise FileNotFoundError(f"command {command!r} not found in the container{where}")
-
-
-def _switch_user(user: dict[str, Any]) -> None:
-    uid, gid, groups = user.get("uid", 0), user.get("gid", 0), user.get("additionalGids", [])
-    # With a single-id mapping the kernel requires setgroups(2) to be denied
-    # (user_namespaces(7)); then there are no other groups to set.
-    if _setgroups_allowed():
-        os.setgroups(groups)
-    elif groups:
-        raise PermissionError(
-            f"the image's user needs the supplementary groups {groups}, which a single-id "
-            "mapping cannot give; the user needs subordinate ids in /etc/subgid"
-        )
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
-
-
-def _setgroups_allowed() -> bool:
-    with open("/proc/self/setgroups") as file:
-        return file.read().strip() == "allow"
+def _read_line(fd: int) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and (chunk := os.read(fd, 1)):
+        data += chunk
+    return data.strip()
 
 
 def _report(errors_fd: int, error: BaseException) -> None:
-    text = str(error) or repr(error)
-    os.write(errors_fd, text.encode(errors="replace"))
+    text = (str(error) or repr(error)).encode(errors="replace")
+    try:
+        os.write(errors_fd, text)
+    except OSError:
+        # Nobody reads any more (the runtime's `create` has returned): the container's
+        # own standard error is where its user looks then.
+        with contextlib.suppress(OSError):
+            os.write(2, b"sdpod-runtime: " + text + b"\n")

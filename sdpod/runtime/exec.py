@@ -25,9 +25,8 @@ from sdpod import paths
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import seccomp, syscalls
 from sdpod.runtime import cgroup, shared
-from sdpod.runtime.container import (
+from sdpod.runtime.process import (
     apply_process,
-    apply_seccomp,
     check_command,
     close_fds_but,
     exec_command,
@@ -357,8 +356,7 @@ def _grandchild(
         process = spec["process"]
         env = process_environment(process)
         check_command(argv[0], env.get("PATH", ""))
-        apply_process(process)
-        apply_seccomp(spec)
+        apply_process(process, spec.get("linux", {}).get("seccomp"))
         close_fds_but(errors_w)
         exec_command(argv, env)
     except BaseException as error:

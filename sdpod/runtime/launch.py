@@ -8,12 +8,9 @@ killed with it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import select
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +18,11 @@ from sdpod import paths
 from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.idmap import idmapped_tree
-from sdpod.kernel.userns import IdMapping, IdRange, map_ids
 from sdpod.network import slirp
 from sdpod.runtime import cgroup, journal, notify, readiness, shared
 from sdpod.runtime.bundle import write_atomically
-from sdpod.runtime.container import Channels, Trees, run_child
+from sdpod.runtime.container import Trees
+from sdpod.runtime.creation import Creation, mapping_of
 from sdpod.runtime.spec import (
     ANNOTATION_IDMAP,
     ANNOTATION_NAME,
@@ -45,14 +42,6 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     return spec
 
 
-def mapping_of(spec: dict[str, Any]) -> IdMapping:
-    def ranges(key: str) -> tuple[IdRange, ...]:
-        entries = spec["linux"].get(key, [])
-        return tuple(IdRange(e["containerID"], e["hostID"], e["size"]) for e in entries)
-
-    return IdMapping(uids=ranges("uidMappings"), gids=ranges("gidMappings"))
-
-
 def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
     """The published ports that the spec's annotation lists as `ip:host:container/proto`."""
     text = spec.get("annotations", {}).get(ANNOTATION_PORTS, "")
@@ -62,26 +51,6 @@ def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
         host_ip, host_port, container_port = address.rsplit(":", 2)
         ports.append(PortMapping(host_ip, int(host_port), int(container_port), Protocol(protocol)))
     return ports
-
-
-class _Pipes:
-    """Every pipe of `Channels`, with both ends, so that each side closes the others."""
-
-    def __init__(self) -> None:
-        self.to_child = os.pipe()
-        self.from_child = os.pipe()
-        self.go = os.pipe()
-        self.errors = os.pipe2(os.O_CLOEXEC)
-
-    def child_side(self, trees: Trees, joined: shared.Joined) -> Channels:
-        for fd in (self.to_child[1], self.from_child[0], self.go[1], self.errors[0]):
-            os.close(fd)
-        ends = (self.to_child[0], self.from_child[1], self.go[0], self.errors[1])
-        return Channels(*ends, trees, joined)
-
-    def parent_side(self) -> None:
-        for fd in (self.to_child[0], self.from_child[1], self.go[0], self.errors[1]):
-            os.close(fd)
 
 
 # How long a failed network start waits for the init's own report of what went wrong.
@@ -102,28 +71,22 @@ def launch(bundle: Path) -> int:
     network = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
     joined = shared.open_joined(spec, shared.network_owner(network))
     trees = _idmapped_trees(spec)
-    pipes = _Pipes()
-    child = os.fork()
-    if child == 0:
-        run_child(spec, rootfs, pipes.child_side(trees, joined))
-    pipes.parent_side()
-    for fd, _ in trees + joined:
-        os.close(fd)
-
-    init = 0
+    creation = Creation(spec, rootfs, trees=trees, joined=joined)
     try:
-        init = _prepare_child(child, spec, pipes, leaves, not shared.joins_user(joined))
+        init = creation.prepare(leaves.container if leaves else None)
         try:
             _start_network(init, spec, bundle)
         except NetworkError:
-            _raise_if_init_failed(pipes.errors[0])
+            # A container whose set-up failed (a sysctl, a mount) takes its network
+            # namespace with it, and the network helper's complaint would hide the cause.
+            creation.raise_if_failed(INIT_FAILURE_GRACE)
             raise
-        os.write(pipes.go[1], b"g")
-        _wait_for_exec(pipes.errors[0])
+        creation.release()
     except BaseException:
-        if init:
-            _kill(init)
+        creation.kill()
         raise
+    finally:
+        creation.close()
     return init
 
 
@@ -151,32 +114,6 @@ def _idmapped_trees(spec: dict[str, Any]) -> Trees:
     return tuple(trees)
 
 
-def _prepare_child(
-    child: int,
-    spec: dict[str, Any],
-    pipes: _Pipes,
-    leaves: cgroup.UnitCgroup | None,
-    map_user: bool = True,
-) -> int:
-    """Map the child's ids, unless it joined a user namespace mapped already, and give it
-    its cgroup; return the PID of the container's init."""
-    try:
-        if os.read(pipes.from_child[0], 1) != b"u":
-            raise RuntimeSetupError(_failure_text(pipes.errors[0], "create the namespaces"))
-        if map_user:
-            map_ids(child, mapping_of(spec))
-        if leaves:
-            cgroup.move(child, leaves.container)
-        os.write(pipes.to_child[1], b"m")
-
-        reply = _read_line(pipes.from_child[0])
-        if not reply.strip().isdigit():
-            raise RuntimeSetupError(_failure_text(pipes.errors[0], "start the container"))
-        return int(reply)
-    finally:
-        os.waitpid(child, 0)
-
-
 def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
     mode = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
     # Loopback alone, which the init has brought up; the host's network; or another
@@ -190,45 +127,6 @@ def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     slirp.start(init, socket_path)
     slirp.publish(socket_path, ports_of(spec))
-
-
-def _wait_for_exec(errors_fd: int) -> None:
-    # The errors pipe is close-on-exec: end of file without text means exec succeeded.
-    text = _read_all(errors_fd)
-    if text:
-        raise RuntimeSetupError(f"failed to start the container: {text}")
-
-
-def _raise_if_init_failed(errors_fd: int) -> None:
-    """Raise the init's own failure, if it has reported one: a container whose set-up
-    failed (a sysctl, a mount) takes its network namespace with it, and the network
-    helper's complaint about that would hide the cause."""
-    readable, _, _ = select.select([errors_fd], [], [], INIT_FAILURE_GRACE)
-    if readable and (text := _read_all(errors_fd)):
-        raise RuntimeSetupError(f"failed to start the container: {text}")
-
-
-def _failure_text(errors_fd: int, step: str) -> str:
-    return f"failed to {step}: {_read_all(errors_fd) or 'the child exited without a reason'}"
-
-
-def _read_line(fd: int) -> str:
-    data = b""
-    while not data.endswith(b"\n") and (chunk := os.read(fd, 1)):
-        data += chunk
-    return data.decode()
-
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
-
-
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def main(bundle: Path) -> int:

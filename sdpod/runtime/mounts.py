@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from sdpod.kernel.syscalls import (
     MS_REMOUNT,
     MS_SHARED,
     MS_SLAVE,
+    MS_UNBINDABLE,
 )
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,15 @@ _FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
     "relatime": (1 << 21, True),
     "strictatime": (1 << 24, True),
 }
-_PROPAGATION_OPTIONS = {
+PROPAGATIONS = {
     "private": MS_PRIVATE,
     "rprivate": MS_PRIVATE | MS_REC,
     "slave": MS_SLAVE,
     "rslave": MS_SLAVE | MS_REC,
     "shared": MS_SHARED,
     "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
 }
 # statvfs(3) flags that the kernel locks on a mount made in a less privileged user
 # namespace; a remount must repeat them or fail with EPERM (mount_namespaces(7)).
@@ -68,7 +72,16 @@ _LOCKED_STATVFS_FLAGS = {
     os.ST_RELATIME: 1 << 21,
 }
 
-DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+# The devices every container gets (OCI config-linux.md, "Default Devices").
+DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
+_DEVICE_TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 DEVICE_LINKS = (
     ("/proc/self/fd", "/dev/fd"),
     ("/proc/self/fd/0", "/dev/stdin"),
@@ -132,7 +145,27 @@ class ReadOnly:
         return f"make {self.target} read-only"
 
 
-Operation = Mount | Symlink | Mask | ReadOnly
+@dataclass(frozen=True)
+class Device:
+    """A device node: made by mknod(2) where the container shares the host's user
+    namespace, else the host's node at the same path bound onto it, since a user
+    namespace may not make device nodes (user_namespaces(7))."""
+
+    target: str
+    kind: str  # OCI's c, u, b or p
+    major: int
+    minor: int
+    mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
+    bind: bool = True
+
+    def describe(self) -> str:
+        how = f"bind the host's {self.target}" if self.bind else f"make {self.kind}"
+        return f"device {self.target} ({how} {self.major}:{self.minor})"
+
+
+Operation = Mount | Symlink | Mask | ReadOnly | Device
 
 
 def parse_options(options: Iterable[str]) -> MountOptions:
@@ -142,8 +175,8 @@ def parse_options(options: Iterable[str]) -> MountOptions:
         if option in _FLAG_OPTIONS:
             bit, on = _FLAG_OPTIONS[option]
             flags = flags | bit if on else flags & ~bit
-        elif option in _PROPAGATION_OPTIONS:
-            propagation = _PROPAGATION_OPTIONS[option]
+        elif option in PROPAGATIONS:
+            propagation = PROPAGATIONS[option]
         else:
             data.append(option)
     return MountOptions(flags, propagation, ",".join(data))
@@ -164,14 +197,38 @@ def plan_mounts(spec: dict[str, Any]) -> list[Operation]:
     """Every operation that builds the container's file systems, in order."""
     plan: list[Operation] = [_spec_mount(entry) for entry in spec.get("mounts", [])]
 
-    device = parse_options(["bind", "nosuid", "noexec"])
-    plan += [Mount(f"/dev/{name}", f"/dev/{name}", None, device) for name in DEVICES]
+    linux = spec.get("linux", {})
+    bind = any(entry["type"] == "user" for entry in linux.get("namespaces", []))
+    declared = [_spec_device(entry, bind) for entry in linux.get("devices", [])]
+    paths = {device.target for device in declared}
+    plan += [
+        Device(f"/dev/{name}", "c", major, minor, bind=bind)
+        for name, (major, minor) in DEVICES.items()
+        if f"/dev/{name}" not in paths
+    ]
+    plan += declared
     plan += [Symlink(destination, link) for destination, link in DEVICE_LINKS]
 
-    linux = spec.get("linux", {})
     plan += [Mask(path) for path in linux.get("maskedPaths", [])]
     plan += [ReadOnly(path) for path in linux.get("readonlyPaths", [])]
     return plan
+
+
+def _spec_device(entry: dict[str, Any], bind: bool) -> Device:
+    kind = entry["type"]
+    if kind not in _DEVICE_TYPES:
+        valid = ", ".join(_DEVICE_TYPES)
+        raise ValueError(f"device {entry['path']}: unknown type {kind!r}; valid: {valid}")
+    return Device(
+        entry["path"],
+        kind,
+        entry.get("major", 0),
+        entry.get("minor", 0),
+        entry.get("fileMode", 0o666) & 0o7777,
+        entry.get("uid", 0),
+        entry.get("gid", 0),
+        bind,
+    )
 
 
 def resolve_in_root(root: str, path: str) -> str:
@@ -224,6 +281,10 @@ def _remount_read_only(target: str, extra: int = 0) -> None:
     syscalls.mount(None, target, None, flags)
 
 
+# File systems a user namespace may be refused, and the host's tree bound instead.
+_HOST_FALLBACKS = {"sysfs": "/sys", "cgroup2": "/sys/fs/cgroup"}
+
+
 def _run_mount(op: Mount, root: str) -> None:
     target = resolve_in_root(root, op.target)
     source = op.source if op.is_bind else None
@@ -234,13 +295,16 @@ def _run_mount(op: Mount, root: str) -> None:
     try:
         syscalls.mount(op.source, target, op.fstype, first_flags, op.options.data or None)
     except PermissionError:
-        if op.fstype != "sysfs":
+        if op.fstype not in _HOST_FALLBACKS:
             raise
-        # A user namespace may not mount sysfs where the host's is partly hidden; a
-        # recursive read-only bind of the host's /sys is what rootless engines do then.
-        log.debug("sysfs refused; binding the host's /sys instead")
-        syscalls.mount("/sys", target, None, MS_BIND | MS_REC)
-        _remount_read_only(target)
+        # A user namespace may not mount sysfs where the host's is partly hidden, nor
+        # cgroup2 without a cgroup namespace of its own (cgroup_namespaces(7)); a
+        # recursive read-only bind of the host's tree is what rootless engines do then.
+        source = _HOST_FALLBACKS[op.fstype]
+        log.debug("%s refused; binding the host's %s instead", op.fstype, source)
+        syscalls.mount(source, target, None, MS_BIND | MS_REC)
+        kept = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC) if op.fstype == "cgroup2" else 0
+        _remount_read_only(target, kept)
         return
     except OSError as error:
         if op.fstype != "cgroup2" or error.errno != errno.EBUSY:
@@ -266,7 +330,7 @@ def _run_mask(op: Mask, root: str) -> None:
     if os.path.isdir(target):
         syscalls.mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
     else:
-        syscalls.mount("/dev/null", target, None, MS_BIND)
+        _bind_alone("/dev/null", target)
 
 
 def _run_read_only(op: ReadOnly, root: str) -> None:
@@ -275,6 +339,33 @@ def _run_read_only(op: ReadOnly, root: str) -> None:
         return
     syscalls.mount(target, target, None, MS_BIND | MS_REC)
     _remount_read_only(target)
+
+
+def _bind_alone(source: str, target: str, flags: int = MS_BIND) -> None:
+    """Bind one of the host's files, then make the bind private: where the root's
+    propagation is not recursive, the host's /dev stays shared with the host, and a bind
+    of it would join its peer group, through which mounts would propagate back."""
+    syscalls.mount(source, target, None, flags)
+    syscalls.mount(None, target, None, MS_PRIVATE)
+
+
+# How the default devices were bound before devices became their own operation.
+_DEVICE_BIND = MS_BIND | MS_NOSUID | MS_NOEXEC
+
+
+def _run_device(op: Device, root: str) -> None:
+    target = resolve_in_root(root, op.target)
+    if op.bind:
+        _make_target(target, op.target)
+        _bind_alone(op.target, target, _DEVICE_BIND)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.lexists(target):
+        os.unlink(target)
+    os.mknod(target, _DEVICE_TYPES[op.kind] | op.mode, os.makedev(op.major, op.minor))
+    # mknod(2) applies the umask; the mode is set again, after the owner.
+    os.chown(target, op.uid, op.gid)
+    os.chmod(target, op.mode)
 
 
 def _run_symlink(op: Symlink, root: str) -> None:
@@ -294,6 +385,8 @@ def execute(plan: Sequence[Operation], root: str) -> None:
                 _run_mask(op, root)
             elif isinstance(op, ReadOnly):
                 _run_read_only(op, root)
+            elif isinstance(op, Device):
+                _run_device(op, root)
             else:
                 _run_symlink(op, root)
         except OSError as error:

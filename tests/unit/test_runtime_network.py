@@ -15,8 +15,7 @@ from sdpod.config.model import Container, LayoutImage, Network, NetworkMode, Por
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import syscalls
 from sdpod.kernel.userns import IdMapping, IdRange
-from sdpod.runtime import container as child
-from sdpod.runtime import idmaps, shared
+from sdpod.runtime import idmaps, namespaces, shared
 from sdpod.runtime import spec as oci
 from sdpod.runtime.idpool import IdPool
 
@@ -47,15 +46,15 @@ def test_a_private_network_is_a_new_namespace_with_slirp4netns(tmp_path: Path) -
     spec = build(tmp_path, Network(), ports=(PortMapping("127.0.0.1", 8080, 80),))
     assert {"type": "network"} in spec["linux"]["namespaces"]
     assert spec["annotations"]["io.sdpod.network"] == "slirp4netns"
-    assert child._owns_network(spec)
+    assert namespaces.creates(spec, "network")
 
 
 def test_no_network_is_a_new_namespace_and_no_helper(tmp_path: Path) -> None:
     spec = build(tmp_path, Network(NetworkMode.NONE))
     assert {"type": "network"} in spec["linux"]["namespaces"]
     assert spec["annotations"]["io.sdpod.network"] == "none"
-    assert child._namespace_flags(spec) & syscalls.CLONE_NEWNET
-    assert child._owns_network(spec)
+    assert namespaces.new_flags(spec) & syscalls.CLONE_NEWNET
+    assert namespaces.creates(spec, "network")
 
 
 def test_the_host_network_is_no_namespace_at_all(tmp_path: Path) -> None:
@@ -64,24 +63,24 @@ def test_the_host_network_is_no_namespace_at_all(tmp_path: Path) -> None:
     assert "network" not in kinds
     assert sorted(kinds) == sorted(set(oci.NAMESPACES) - {"network"})
     assert spec["annotations"]["io.sdpod.network"] == "host"
-    assert not child._namespace_flags(spec) & syscalls.CLONE_NEWNET
-    assert not child._owns_network(spec)
+    assert not namespaces.new_flags(spec) & syscalls.CLONE_NEWNET
+    assert not namespaces.creates(spec, "network")
 
 
 def test_a_shared_network_joins_the_owners_user_and_network_namespaces(tmp_path: Path) -> None:
     spec = build(tmp_path, Network(NetworkMode.CONTAINER, "db"))
-    namespaces = spec["linux"]["namespaces"]
-    assert {"type": "network", "path": SHARED_PATHS["network"]} in namespaces
-    assert {"type": "user", "path": SHARED_PATHS["user"]} in namespaces
+    entries = spec["linux"]["namespaces"]
+    assert {"type": "network", "path": SHARED_PATHS["network"]} in entries
+    assert {"type": "user", "path": SHARED_PATHS["user"]} in entries
     for kind in ("pid", "ipc", "uts", "mount", "cgroup"):
-        assert {"type": kind} in namespaces
+        assert {"type": kind} in entries
     assert spec["annotations"]["io.sdpod.network"] == "container:db"
     assert shared.network_owner(spec["annotations"]["io.sdpod.network"]) == "db"
     # Neither a new network nor a new user namespace is created; mount and the rest are.
-    flags = child._namespace_flags(spec)
+    flags = namespaces.new_flags(spec)
     assert not flags & (syscalls.CLONE_NEWNET | syscalls.CLONE_NEWUSER)
     assert flags & syscalls.CLONE_NEWNS and flags & syscalls.CLONE_NEWPID
-    assert not child._owns_network(spec)
+    assert not namespaces.creates(spec, "network")
 
 
 def test_a_shared_network_without_the_owners_paths_is_a_bug(tmp_path: Path) -> None:

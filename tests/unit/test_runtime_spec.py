@@ -23,7 +23,8 @@ from sdpod.config.model import (
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel.userns import IdMapping, IdRange
 from sdpod.runtime import spec as oci
-from sdpod.runtime.launch import mapping_of, ports_of
+from sdpod.runtime.creation import mapping_of
+from sdpod.runtime.launch import ports_of
 
 
 @dataclass(frozen=True)
