@@ -67,3 +67,59 @@ def find_unit_cgroup() -> UnitCgroup | None:
 def move(pid: int, leaf: Path) -> None:
     leaf.mkdir(exist_ok=True)
     (leaf / "cgroup.procs").write_text(str(pid))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a runtime container lives: its cgroup, and whether it was made for it."""
+
+    path: Path
+    created: bool
+
+
+def place(cgroups_path: str) -> Placement | None:
+    """The cgroup for OCI's `linux.cgroupsPath` (made if missing), as runc and crun read
+    it without systemd: a path from the root of the v2 hierarchy.
+
+    A user who may not write there gets the same path below their own cgroup, where that
+    is delegated to them; else None: the container shares its caller's cgroup, as with
+    the peers.
+    """
+    mount = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    if mount is None:
+        log.debug("no cgroup v2 hierarchy found: the container shares its caller's cgroup")
+        return None
+    relative = cgroups_path.strip("/")
+    candidates = [mount / relative]
+    own = own_cgroup(Path("/proc/self/cgroup").read_text())
+    if os.geteuid() != 0 and own is not None:
+        candidates.append(mount / own.lstrip("/") / relative)
+    for path in candidates:
+        try:
+            path.mkdir(parents=True)
+            return Placement(path, created=True)
+        except FileExistsError:
+            return Placement(path, created=False)
+        except PermissionError:
+            log.debug("may not make cgroup %s", path)
+    log.debug("no cgroup of its own for %s: the container shares its caller's", relative)
+    return None
+
+
+def remove(path: Path, timeout: float = 10.0) -> None:
+    """Remove a container's cgroup once the processes in it have gone, killing those
+    that stay (cgroup.kill, Linux 5.14)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    events = path / "cgroup.events"
+    killed = False
+    while events.exists() and "populated 1" in events.read_text():
+        if not killed:
+            (path / "cgroup.kill").write_text("1")
+            killed = True
+        if time.monotonic() > deadline:
+            raise OSError(f"failed to remove cgroup {path}: its processes did not go away")
+        time.sleep(0.01)
+    for child in sorted(path.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+        child.rmdir()
