@@ -1,10 +1,10 @@
 """Item 2, start to exit: a container whose command is `true`.
 
-`sdpod run --rm` and `sdpod runtime run` do not exist yet (issue 5), so sdpod is measured
-on what exists: `sdpod up` of a container with `command = ["true"]`, `restart = "no"`,
-until the unit's cgroup is empty. That includes the unit's start (D-Bus, the launcher,
-the bundle) which a bare runtime does not do; this goes away when issue 5 lands and
-`sdpod runtime run BUNDLE` can be timed beside crun and runc on the same bundle.
+`sdpod run --rm` does not exist yet (issue 5), so sdpod is measured on what exists:
+`sdpod up` of a container with `command = ["true"]`, `restart = "no"`, until the unit's
+cgroup is empty. That includes the unit's start (D-Bus, the launcher, the bundle) which
+a bare runtime does not do; item 7 times `sdpod runtime run` beside crun and runc on
+one bundle.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ GLOB_CHECK = (
 METHOD = (
     "wall time from the CLI's exec until the container has exited; sdpod: `sdpod up` of "
     'command=["true"], restart="no", until the unit\'s cgroup.events says unpopulated '
-    "(polled every 2 ms; `sdpod runtime run` is issue 5, not built); podman: `podman run "
+    "(polled every 2 ms; item 7 has `sdpod runtime run`); podman: `podman run "
     "--rm IMAGE true`, default rootless network (slirp4netns) and --network none; crun and "
     "runc: `run` of a bundle made by `umoci unpack --rootless` from the same layout, args "
     '["true"], as the user inside the sandbox, whose /sys/fs/cgroup is cgroup v2 only '
