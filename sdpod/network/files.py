@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sdpod.config.model import Container, NetworkMode
-from sdpod.network.slirp import CONTAINER_ADDRESS, DNS_ADDRESS
+from sdpod.network.addresses import CONTAINER_ADDRESS, DNS_ADDRESS
 
 LOOPBACK = "127.0.0.1"
 _LOCALHOST = f"{LOOPBACK}\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -96,9 +96,9 @@ def etc_files(container: Container, owner: Container, host: HostFiles | None) ->
         hosts_text = render_hosts(names, LOOPBACK, owner.extra_hosts)
         resolv_text = render_resolv_conf(*resolver)
     else:
-        # slirp4netns forwards DNS on its address to the host's resolvers, which also
-        # works where the host's resolv.conf names a loopback resolver the container
-        # cannot reach; name servers given in the TOML replace it.
+        # Either user-mode backend forwards DNS on its address to the host's resolvers,
+        # which also works where the host's resolv.conf names a loopback resolver the
+        # container cannot reach; name servers given in the TOML replace it.
         hosts_text = render_hosts(names, CONTAINER_ADDRESS, owner.extra_hosts)
         resolv_text = render_resolv_conf(
             owner.dns or (DNS_ADDRESS,), owner.dns_search, owner.dns_options

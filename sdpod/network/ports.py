@@ -10,8 +10,15 @@ from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError
 
 
-def _describe(port: PortMapping) -> str:
-    return f"{port.host_ip}:{port.host_port}/{port.protocol.value}"
+def host_address(port: PortMapping) -> str:
+    """`127.0.0.1:8080`, `[::1]:8080`: where the host listens for a published port."""
+    address = f"[{port.host_ip}]" if ":" in port.host_ip else port.host_ip
+    return f"{address}:{port.host_port}"
+
+
+def describe(port: PortMapping) -> str:
+    """`127.0.0.1:8080/tcp`, `[::1]:8080/tcp`: a port as the host binds it."""
+    return f"{host_address(port)}/{port.protocol.value}"
 
 
 def check_free(ports: Iterable[PortMapping]) -> None:
@@ -26,7 +33,7 @@ def check_free(ports: Iterable[PortMapping]) -> None:
                 probe.bind((port.host_ip, port.host_port))
             except OSError as error:
                 raise NetworkError(
-                    f"failed to publish port {_describe(port)}: {error.strerror}",
+                    f"failed to publish port {describe(port)}: {error.strerror}",
                     hint=_hint(error.errno, port),
                 ) from None
 

@@ -2,8 +2,8 @@
 
 No Python stays behind (DESIGN.md): once the container's init has exec'd its command,
 the launcher tells systemd that the init is the unit's main process (`MAINPID=`, with a
-barrier) and leaves. The network helper it started stays in the unit's cgroup and is
-killed with it.
+barrier) and leaves. The network helper it started (slirp4netns or pasta) stays in the
+unit's cgroup and is killed with it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sdpod import paths
 from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError, RuntimeSetupError
 from sdpod.kernel.idmap import idmapped_tree
-from sdpod.network import slirp
+from sdpod.network import pasta, slirp
 from sdpod.runtime import cgroup, journal, notify, readiness, shared
 from sdpod.runtime.bundle import write_atomically
 from sdpod.runtime.container import Trees
@@ -115,16 +115,21 @@ def _idmapped_trees(spec: dict[str, Any]) -> Trees:
 
 
 def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:
+    """Start the network helper that config.json names, which `up` chose."""
     mode = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
     # Loopback alone, which the init has brought up; the host's network; or another
     # container's, which that one's launcher has set up: nothing to start here.
     if mode in ("none", "host") or shared.network_owner(mode):
         return
-    if mode != "slirp4netns":
+    if mode not in ("slirp4netns", "pasta"):
         raise NetworkError(f"failed to start the container's network: unknown mode {mode!r}")
     name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
     socket_path = paths.network_socket(name)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "pasta":
+        # pasta has no API socket; its log goes where slirp4netns's would.
+        pasta.start(init, ports_of(spec), socket_path.with_suffix(".log"))
+        return
     slirp.start(init, socket_path)
     slirp.publish(socket_path, ports_of(spec))
 

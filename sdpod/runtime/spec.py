@@ -374,7 +374,8 @@ def namespaces(container: Container, shared: Mapping[str, str] | None) -> list[d
 
 
 def network_annotation(network: Network) -> str:
-    """What the launcher sets up: "slirp4netns", "none", "host" or "container:NAME"."""
+    """What the launcher sets up: "pasta", "slirp4netns" (also for "private", unless
+    `up` chose its backend first), "none", "host" or "container:NAME"."""
     if network.mode is NetworkMode.PRIVATE:
         return "slirp4netns"
     if network.mode is NetworkMode.CONTAINER:
