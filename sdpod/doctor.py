@@ -12,16 +12,15 @@ import enum
 import errno
 import os
 import pwd
-import re
 import shutil
 import stat
 import subprocess
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 from sdpod.kernel import userns
 from sdpod.kernel.userns import SUBGID, SUBUID
+from sdpod.network.backends import PASTA_OLDEST, installed_pasta, pasta_build
 from sdpod.runtime.cgroup import cgroup2_mount
 
 LINGER_DIR = Path("/var/lib/systemd/linger")
@@ -35,8 +34,6 @@ UNPRIVILEGED_PORT_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
 # A container's ids 1 to 65535 come from the user's subordinate range, so an image can
 # use every id up to `nobody` (65534) only with a range this large.
 SUBID_WANTED = 65536
-# pasta builds before this date hold ~20 MiB each and stall uploads (DESIGN.md).
-PASTA_OLDEST = date(2023, 12, 4)
 LIMIT_CONTROLLERS = ("memory", "cpu", "pids")
 COMMAND_TIMEOUT_SECONDS = 10
 
@@ -197,20 +194,6 @@ def check_slirp4netns(path: str | None, version: str) -> Check:
     return Check("slirp4netns", Level.OK, f"{path} ({first})")
 
 
-def pasta_build(version: str) -> date | None:
-    """The build date in `pasta --version` ("pasta 2024_06_24.1ee2eca"), None if unknown.
-
-    Upstream builds name the date with underscores; some packagers join its digits.
-    """
-    found = re.search(r"(?<!\d)(20\d\d)_?(\d\d)_?(\d\d)(?!\d)", version)
-    if found is None:
-        return None
-    try:
-        return date(*map(int, found.groups()))
-    except ValueError:
-        return None
-
-
 def check_pasta(path: str | None, version: str) -> Check:
     if path is None:
         return Check("pasta", Level.OK, "pasta is not installed: sdpod uses slirp4netns")
@@ -221,10 +204,11 @@ def check_pasta(path: str | None, version: str) -> Check:
             "pasta",
             Level.WARNING,
             f"{path} says {first!r}, older than the {PASTA_OLDEST:%Y_%m_%d} build that "
-            "works well (unknown counts as older): sdpod uses slirp4netns",
+            "works well (unknown counts as older): sdpod uses slirp4netns, and pasta only "
+            'where a file says network = "pasta"',
             f"install passt {PASTA_OLDEST:%Y_%m_%d} or newer",
         )
-    return Check("pasta", Level.OK, f"{path} ({first}) is recent enough")
+    return Check("pasta", Level.OK, f"{path} ({first}) is recent enough: sdpod uses it")
 
 
 def check_tini(path: str | None) -> Check:
@@ -475,7 +459,7 @@ def _programs() -> list[Check]:
     slirp, pasta = shutil.which("slirp4netns"), shutil.which("pasta")
     return [
         check_slirp4netns(slirp, _version(slirp)),
-        check_pasta(pasta, _version(pasta)),
+        check_pasta(pasta, installed_pasta().version),
         check_tini(shutil.which("tini-static")),
     ]
 

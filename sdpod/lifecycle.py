@@ -35,7 +35,7 @@ from sdpod.health import readiness
 from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
-from sdpod.network import files, ports
+from sdpod.network import backends, files, ports
 from sdpod.runtime import bundle, idmaps, shared
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.launch import ports_of
@@ -200,6 +200,7 @@ class Desired:
 
 def desired(container: Container, context: _Context) -> Desired:
     """Import the image and build the container's config.json and unit; write nothing."""
+    container = with_backend(container)
     mapping = idmaps.mapping_for(container, context.rootless, IdPool(paths.data_dir()))
     image = _image_for(container, mapping, context)
     layout = BundleLayout.under(
@@ -219,6 +220,19 @@ def desired(container: Container, context: _Context) -> Desired:
     digest = definition_digest(spec, plain, etc)
     source = context.project.source
     return Desired(container, mapping, layout, spec, properties, digest, source, etc)
+
+
+def with_backend(container: Container) -> Container:
+    """`container` with the backend of its user-mode network chosen on this machine,
+    warning where that is a pasta too old to be the default or a port half answered;
+    refused where the backend cannot publish one of its ports. Other network modes stay
+    as they are."""
+    if not container.network.mode.user_mode:
+        return container
+    resolved, warnings = backends.resolve(container, backends.installed_pasta())
+    for warning in warnings:
+        log.warning("%s: %s", container.name, warning)
+    return resolved
 
 
 def definition_digest(spec: dict[str, Any], properties: list[Property], etc: dict[str, str]) -> str:
@@ -485,7 +499,7 @@ def _published(container: Container) -> str:
     if not container.ports:
         return ""
     listed = ", ".join(
-        f"{p.host_ip}:{p.host_port}->{p.container_port}/{p.protocol.value}" for p in container.ports
+        f"{ports.host_address(p)}->{p.container_port}/{p.protocol.value}" for p in container.ports
     )
     return f", publishing {listed}"
 

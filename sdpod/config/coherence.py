@@ -83,7 +83,7 @@ def _check_capabilities(entry: Read) -> None:
 
 def _check_network(entry: Read, by_name: dict[str, Read]) -> None:
     network: Network | None = entry.values.get("network")
-    if network is None or network.mode is NetworkMode.PRIVATE:
+    if network is None or network.mode.user_mode:
         return
     spot = entry.spot.child("network")
     _check_own_network_keys(entry, network)

@@ -121,10 +121,18 @@ class UserNamespace:
 
 
 class NetworkMode(enum.Enum):
-    PRIVATE = "private"  # its own network namespace, reaching out through a user-mode stack
+    PRIVATE = "private"  # its own network namespace, reaching out through the default backend
+    PASTA = "pasta"  # the same, through pasta
+    SLIRP4NETNS = "slirp4netns"  # the same, through slirp4netns
     NONE = "none"  # its own network namespace with loopback alone
     HOST = "host"  # the host's network namespace
     CONTAINER = "container"  # the network namespace of another container of the file
+
+    @property
+    def user_mode(self) -> bool:
+        """Whether the container has a network namespace of its own that a user-mode
+        stack connects to the host's network, and so ports to publish."""
+        return self in (NetworkMode.PRIVATE, NetworkMode.PASTA, NetworkMode.SLIRP4NETNS)
 
 
 @dataclass(frozen=True)

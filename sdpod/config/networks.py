@@ -13,7 +13,10 @@ from sdpod.config.model import NetworkMode
 from sdpod.config.problems import Invalid
 from sdpod.config.values import parse_hostname, parse_name
 
-NETWORK_SYNTAX = '"private", "none", "host" or "container:NAME", NAME another container of the file'
+NETWORK_SYNTAX = (
+    '"private", "pasta", "slirp4netns", "none", "host" or "container:NAME", NAME another '
+    "container of the file"
+)
 _DNS_OPTION = re.compile(r"[a-z][a-z0-9-]*(:[0-9]+)?")
 # resolv.conf(5): the resolver reads at most three name servers and six search domains.
 DNS_SERVERS_MAX = 3

@@ -445,7 +445,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         dump=lambda ports, _: [mounted.dump_port(port) for port in ports],
         example='ports = ["127.0.0.1:8080:80", "8081:81/udp", "9000-9001:9000-9001"]',
         help="published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], either port "
-        "a range like 9000-9009, HOST_IP 0.0.0.0 unless given; or tables: see below",
+        "a range like 9000-9009, HOST_IP 0.0.0.0 unless given, an IPv6 one in brackets "
+        '("[::1]:8080:80", through pasta only); or tables: see below',
         table=mounted.PORT,
         table_items=True,
     ),
@@ -568,7 +569,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=Network(),
         dump=isolation.dump_network,
         example='network = "container:db"',
-        help='"private", its own network reaching out through a user-mode stack; "none", '
+        help='"private", its own network reaching out through the default user-mode '
+        "backend: pasta where its build is 2023-12-04 or newer, slirp4netns otherwise; "
+        '"pasta" or "slirp4netns", that backend (an older pasta with a warning); "none", '
         'loopback alone; "host", the host\'s network, with copies of its /etc/hosts and '
         'resolv.conf; "container:NAME", the network and name resolution of another '
         "container of the file, which then starts first",

@@ -49,7 +49,7 @@ PORT: Final[tuple[Setting[Any], ...]] = (
         default=values.DEFAULT_HOST_IP,
         dump=lambda address, _: address,
         example='host_ip = "127.0.0.1"',
-        help="the host's address it is published on",
+        help="the host's address it is published on: IPv4, or IPv6 through pasta",
     ),
     Setting[str](
         key="protocol",

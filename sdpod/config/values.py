@@ -145,20 +145,15 @@ def _split_host_ip(address: str) -> tuple[str, str]:
 
 
 def _parse_ip(text: str) -> str:
+    """An IPv4 or IPv6 host address. Whether the container's network backend can publish
+    on an IPv6 one is a fact of the installed helpers, which `up` checks."""
     try:
-        address = ipaddress.ip_address(text)
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise Invalid(
-            f"{_q(text)} is not an IP address; valid: an IPv4 address, like 127.0.0.1"
+            f"{_q(text)} is not an IP address; valid: an IPv4 or IPv6 address, like 127.0.0.1 "
+            "or [::1]"
         ) from None
-    # slirp4netns, the only port forwarder so far, listens on IPv4 addresses alone: an
-    # IPv6 one would be accepted here and fail when the container starts.
-    if address.version == 6:
-        raise Invalid(
-            f"{_q(text)} is an IPv6 address, which sdpod cannot publish on yet; "
-            "valid: an IPv4 address, like 127.0.0.1"
-        )
-    return str(address)
 
 
 def _parse_port_number(text: str) -> int:

@@ -44,6 +44,6 @@ def test_check_exits_1_with_every_problem(
     assert run(monkeypatch, "check", "several.toml") == 0
     assert "valid" in capsys.readouterr().out
 
-    assert run(monkeypatch, "check", "port-ipv6.toml") == cli_main.EXIT_ERROR
-    expected = (FIXTURES / "port-ipv6.errors").read_text().splitlines()
+    assert run(monkeypatch, "check", "port-syntax.toml") == cli_main.EXIT_ERROR
+    expected = (FIXTURES / "port-syntax.errors").read_text().splitlines()
     assert capsys.readouterr().err.splitlines() == [f"error: {line}" for line in expected]
