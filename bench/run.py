@@ -61,7 +61,7 @@ def run_items(bench: Bench, only: set[str]) -> list[Figure]:
         ("3", lambda: resident.measure(bench, www, ready)[0]),
         ("4", lambda: cli.measure(bench, www, ready)),
         ("5", lambda: images.measure(bench, ready)),
-        ("6", network.measure),
+        ("6", lambda: network.measure(bench, ready)),
         ("7", lambda: runtime.measure(bench, layout)),
     ]
     figures = []
