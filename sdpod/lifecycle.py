@@ -204,13 +204,20 @@ def desired(container: Container, context: _Context) -> Desired:
     mapping = idmaps.mapping_for(container, context.rootless, IdPool(paths.data_dir()))
     image = _image_for(container, mapping, context)
     layout = BundleLayout.under(
-        paths.container_dir(container.name), image.rootfs, paths.volumes_dir()
+        paths.container_dir(container.name), image.lowers, paths.volumes_dir()
     )
     user_set = idmaps.with_default_user(container)
     owner = container.network.container
     joined = shared.namespace_paths(owner) if owner is not None else None
     spec = build_spec(
-        user_set, image.config, layout, mapping, context.init, idmap_lower=is_root(), shared=joined
+        user_set,
+        image.config,
+        layout,
+        mapping,
+        context.init,
+        idmap_lower=is_root(),
+        shared=joined,
+        image_id=image.id,
     )
     argv = launcher_argv(layout.bundle, context.debug)
     properties = service_properties(container, context.project, argv)
@@ -422,7 +429,7 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
     for name in names:
         observe.require_known(name, "remove")
     rootless = _own_mapping()
-    lowers: list[Path | None] = []
+    lowers: list[Path] = []
     with Manager.connect() as manager:
         for name in names:
             unit = f"sdpod-{name}.service"
@@ -432,40 +439,42 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
                     hint=f"`sdpod down {owner_of(name) or 'FILE'}`, or `sdpod rm --force {name}`",
                 )
             manager.stop(unit)
-            lowers.append(_lower_of(name))
+            lowers += _lowers_of(name)
             remove_container_files(name, rootless)
             _remove_runtime_files(name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(name)
             say(f"{name}: removed")
-    _drop_mapped_copies([lower for lower in lowers if lower is not None], rootless)
+    _drop_mapped_copies(lowers, rootless)
 
 
-def _lower_of(name: str) -> Path | None:
-    """The image directory a container's overlay uses, None if its bundle does not say."""
+def _lowers_of(name: str) -> list[Path]:
+    """The image trees a container's overlay stacks, none if its bundle does not say."""
+    from sdpod.images.usage import lowers_of
+
     spec = bundle.read_spec(paths.container_dir(name)) or {}
     try:
-        lower = json.loads(spec["annotations"][ANNOTATION_OVERLAY])["lower"]
+        return list(lowers_of(json.loads(spec["annotations"][ANNOTATION_OVERLAY])))
     except (KeyError, TypeError, ValueError):
-        return None
-    return Path(lower) if isinstance(lower, str) else None
+        return []
 
 
 def _drop_mapped_copies(lowers: list[Path], rootless: IdMapping | None) -> None:
-    """Delete the image copies mapped for removed containers that no other one uses."""
+    """Delete the image trees written through the mappings of removed containers that no
+    other one uses."""
     from sdpod.images import removal
 
     unpack = None if rootless is None else functools.partial(run_in_userns, rootless)
     try:
         removal.drop_mapped_copies(ImageStore(paths.data_dir()), lowers, unpack)
     except ImageError as exc:
-        # The containers are gone; a copy left behind goes at the next image prune.
-        log.warning("kept the image copies the removed containers used: %s", exc)
+        # The containers are gone; a tree left behind goes at the next image prune.
+        log.warning("kept the image trees the removed containers used: %s", exc)
 
 
 def _image_for(container: Container, mapping: IdMapping, context: _Context) -> StoredImage:
-    """The container's image; rootless, under another mapping than the user's default, a
-    copy of it whose owners were written through that mapping (`ImageStore.mapped`)."""
+    """The container's image; rootless, under another mapping than the user's default, its
+    layer trees written again through that mapping (`ImageStore.mapped`)."""
     image = _import_image(container, context)
     if context.rootless is None or mapping == context.rootless:
         return image

@@ -205,6 +205,7 @@ def _inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
     from sdpod.images.names import names_of
 
     metadata = store.metadata(image_id)
+    stored = store.get(image_id)
     diff_ids = metadata.get("diff_ids") or [None] * len(metadata.get("layers", []))
     layers = zip(
         metadata.get("layers", []),
@@ -224,7 +225,7 @@ def _inspect(store: ImageStore, image_id: str) -> dict[str, Any]:
         "layers": [{"digest": d, "mediaType": t, "size": s, "diffID": i} for d, t, s, i in layers],
         "size": metadata.get("size"),
         "source": metadata.get("source"),
-        "rootfs": str(store.images / image_id.removeprefix("sha256:") / "rootfs"),
+        "trees": [str(tree) for tree in stored.layers] if stored else None,
         "config": _config(store, image_id),
     }
 
@@ -277,7 +278,8 @@ def prune(context: click.Context) -> None:
 
     removed = removal.prune(_store(context), default_unpack())
     _say_removed(removed)
-    click.echo(f"{len(removed.images)} image(s) and {removed.blobs} blob(s) removed")
+    counts = f"{len(removed.images)} image(s), {removed.trees} layer tree(s)"
+    click.echo(f"{counts} and {removed.blobs} blob(s) removed")
 
 
 @image.command()

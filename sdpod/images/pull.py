@@ -61,7 +61,8 @@ def ensure(
     reference = parse_reference(text, conf.aliases)
     if policy is not PullPolicy.ALWAYS:
         image_id = store.names().get(str(reference))
-        stored = store.get(image_id) if image_id else None
+        # An image stored without its layer trees gets them from the blobs it has.
+        stored = (store.get(image_id) or store.restore(image_id, unpack)) if image_id else None
         if stored is not None:
             return stored
         if policy is PullPolicy.NEVER:

@@ -22,7 +22,7 @@ from sdpod.errors import ImageError
 # The kernel's limit for symlinks followed in one lookup (MAXSYMLINKS, path_resolution(7)).
 MAX_SYMLINKS = 40
 
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 RealPath = tuple[str, ...]
 
@@ -63,23 +63,44 @@ class RootDir:
         finally:
             walk.close()
 
+    @contextmanager
+    def locate(self, parts: RealPath, entry: str) -> Iterator[Parent]:
+        """The directory that holds the entry `parts` names, its last component, which is
+        not followed. FileNotFoundError where there is no such entry."""
+        with self.directory(parts[:-1], entry) as parent:
+            os.stat(parts[-1], dir_fd=parent.fd, follow_symlinks=False)
+            yield parent
 
-class _Walk:
-    """One lookup: a stack of open directories from the root down to where it stands."""
+    @property
+    def copied(self) -> dict[RealPath, tuple[int, int]]:
+        """Directories copied from lower layers, with their mode and time: none here."""
+        return {}
 
-    def __init__(self, root_fd: int, entry: str, follow: bool) -> None:
+
+class Walk:
+    """What every lookup beneath a root shares: symlinks followed inside it, `..` kept
+    from climbing out, errors naming the entry. A subclass holds the open directories
+    from the root down to where the lookup stands (`depth` of them) and descends."""
+
+    def __init__(self, entry: str, follow: bool) -> None:
         self.entry = entry
         # Unset, a symlink or a non-directory on the way is a miss rather than followed
         # or refused: for looking up again a path that this walk found before.
         self.follow = follow
-        self.fds = [os.dup(root_fd)]
         self.names: list[str] = []
         self.hops = 0
         self.link = ""  # the last symlink followed, as "/path -> target", for errors
 
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
+    def depth(self) -> int:
+        raise NotImplementedError
+
+    def pop(self) -> None:
+        """Close the directory the walk stands in, going back to its parent."""
+        raise NotImplementedError
+
+    def step(self, part: str, create: bool, own: bool) -> str | None:
+        """Descend into `part`; return a symlink's target instead of descending into it."""
+        raise NotImplementedError
 
     def fail(self, reason: str) -> ImageError:
         return ImageError(f"failed to unpack entry {self.entry}: {reason}")
@@ -100,26 +121,63 @@ class _Walk:
                 self.jump(part, target, pending)
 
     def up(self) -> None:
-        if len(self.fds) == 1:
+        if self.depth() == 1:
             raise self.fail(f"the symlink {self.link} on its path leads out of the image")
-        os.close(self.fds.pop())
+        self.pop()
         self.names.pop()
 
+    def jump(self, part: str, target: str, pending: list[tuple[str, bool]]) -> None:
+        """Continue the walk at a symlink's target instead of at the symlink."""
+        self.hops += 1
+        self.link = f"{self.where(part)} -> {target}"
+        if self.hops > MAX_SYMLINKS:
+            raise self.fail(f"more than {MAX_SYMLINKS} symlinks on its path, at {self.where(part)}")
+        if target.startswith("/"):
+            while self.depth() > 1:
+                self.pop()
+                self.names.pop()
+        pending.extend((name, False) for name in reversed(target.split("/")))
+
+    def missing(self, part: str, own: bool) -> None:
+        """Refuse to create what a symlink's target names: it is not in the image."""
+        if not own:
+            raise self.fail(
+                f"the symlink {self.link} on its path leads to {self.where(part)}, "
+                "which is not in the image"
+            )
+
+    def where(self, part: str | None = None) -> str:
+        names = [*self.names, part] if part is not None else self.names
+        return "/" + "/".join(names)
+
+
+class _Walk(Walk):
+    """One lookup in a single tree: a stack of open directories from the root down."""
+
+    def __init__(self, root_fd: int, entry: str, follow: bool) -> None:
+        super().__init__(entry, follow)
+        self.fds = [os.dup(root_fd)]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+    def depth(self) -> int:
+        return len(self.fds)
+
+    def pop(self) -> None:
+        os.close(self.fds.pop())
+
     def step(self, part: str, create: bool, own: bool) -> str | None:
-        """Descend into `part`; return a symlink's target instead of descending into it."""
         here = self.fds[-1]
         try:
-            fd = os.open(part, _DIR_FLAGS, dir_fd=here)
+            fd = os.open(part, DIR_FLAGS, dir_fd=here)
         except FileNotFoundError:
             if not create:
                 raise
-            if not own:
-                raise self.fail(
-                    f"the symlink {self.link} on its path leads to {self.where(part)}, "
-                    "which is not in the image"
-                ) from None
+            self.missing(part, own)
             os.mkdir(part, 0o755, dir_fd=here)
-            fd = os.open(part, _DIR_FLAGS, dir_fd=here)
+            fd = os.open(part, DIR_FLAGS, dir_fd=here)
         except NotADirectoryError:
             st = os.stat(part, dir_fd=here, follow_symlinks=False)
             if not self.follow:
@@ -130,19 +188,3 @@ class _Walk:
         self.fds.append(fd)
         self.names.append(part)
         return None
-
-    def jump(self, part: str, target: str, pending: list[tuple[str, bool]]) -> None:
-        """Continue the walk at a symlink's target instead of at the symlink."""
-        self.hops += 1
-        self.link = f"{self.where(part)} -> {target}"
-        if self.hops > MAX_SYMLINKS:
-            raise self.fail(f"more than {MAX_SYMLINKS} symlinks on its path, at {self.where(part)}")
-        if target.startswith("/"):
-            while len(self.fds) > 1:
-                os.close(self.fds.pop())
-                self.names.pop()
-        pending.extend((name, False) for name in reversed(target.split("/")))
-
-    def where(self, part: str | None = None) -> str:
-        names = [*self.names, part] if part is not None else self.names
-        return "/" + "/".join(names)

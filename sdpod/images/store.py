@@ -1,21 +1,31 @@
-"""The image store: verified blobs, and each image's root filesystem, applied once.
+"""The image store: verified blobs, and each layer of an image unpacked once.
 
     <root>/lock                     flock(2)ed around every change
     <root>/gc.lock                  shared while a pull fetches blobs outside `lock`,
                                     exclusive while blobs nobody names are deleted
     <root>/blobs/sha256/<hex>       content-addressed copies of manifests, configs, layers
-    <root>/images/<hex>/image.json  what was imported, <hex> being the config's digest
-    <root>/images/<hex>/rootfs      the layers applied, in order
+    <root>/layers/<chain>[-<key>]/  each layer's own tree, shared by every image with the
+                                    same layers below it (`sdpod.images.trees`); `key`
+                                    names an id mapping other than the store's
+    <root>/images/<hex>/image.json  what was imported, <hex> being the config's digest,
+                                    with the chain id of each of its layers
+    <root>/images/<hex>/rootfs      the layers applied into one tree, for an image of more
+                                    layers than overlayfs stacks (or none); stores of an
+                                    sdpod before shared layers hold one for every image
     <root>/images/<hex>/mapped/<key>/rootfs
-                                    the layers applied again for a container whose ids map
-                                    otherwise than the store's (`key` names the mapping)
+                                    that one tree again, for another id mapping
     <root>/names.json               references naming images (`sdpod.images.names`)
     <root>/tmp/                     imports in progress; whatever is here when the lock is
                                     free was left by an interrupted import
 
-An image directory, and each mapped copy, appears by one rename(2) of a finished staging
-directory, so a directory under images/ is complete; a blob appears by one rename of a verified file
-(`sdpod.images.blobs`). Locks are taken in the order gc.lock, then lock.
+A container stacks the trees of its image's layers with overlayfs. A directory under
+images/ or layers/ appears by one rename(2) of a finished staging directory, so it is
+complete; image.json is written after the trees it names. A blob appears by one rename
+of a verified file (`sdpod.images.blobs`). Locks are taken in the order gc.lock, then lock.
+
+An image stored by an sdpod before shared layers has no chain ids: it is unpacked again,
+layer by layer, from the blobs the store holds, the next time it is imported, pulled or
+started (`restore`); its whole tree stays while a container made before uses it.
 """
 
 from __future__ import annotations
@@ -36,34 +46,48 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sdpod.config.model import LayoutImage
 from sdpod.errors import ImageError, SdpodError
-from sdpod.images import blobs, names
+from sdpod.images import blobs, names, usage
 from sdpod.images.config import ImageConfig, parse_config
 from sdpod.images.digest import Digest, Readable, check, hash_bytes
-from sdpod.images.layout import MAX_JSON_BLOB, Descriptor, ImageLayout, ResolvedImage
+from sdpod.images.layout import MAX_JSON_BLOB, Descriptor, ImageLayout, Layer, ResolvedImage
+from sdpod.images.trees import (
+    DONE,
+    LayerTrees,
+    Unpack,
+    chain_ids,
+    fsync_dir,
+    mark_done,
+    recording,
+    run_recorded,
+)
 from sdpod.images.unpack import LayerFile, unpack_layers
+from sdpod.kernel import overlay
 
 if TYPE_CHECKING:
     from sdpod.images.pull import PullOptions, PullPolicy
 
-log = logging.getLogger(__name__)
+__all__ = ["ImageStore", "StoredImage", "Unpack"]
 
-# Runs a closure somewhere that may own the image's files (a user namespace mapped
-# through the user's subordinate ids). The closure only writes to disk.
-Unpack = Callable[[Callable[[], None]], None]
+log = logging.getLogger(__name__)
 
 _METADATA = "image.json"
 MAPPED = "mapped"
-_DONE = "unpacked"
-_ERROR = "error.json"
+ROOTFS = "rootfs"
 
 
 @dataclass(frozen=True)
 class StoredImage:
-    """An image ready to run: `rootfs` is never written once the import has finished."""
+    """An image ready to run. `layers` are its layer trees, base first, or its one whole
+    tree; none is ever written once the import has finished."""
 
     id: str
-    rootfs: Path
+    layers: tuple[Path, ...]
     config: ImageConfig
+
+    @property
+    def lowers(self) -> tuple[Path, ...]:
+        """The trees in the order overlayfs stacks them: the top layer first."""
+        return self.layers[::-1]
 
 
 class ImageStore:
@@ -72,13 +96,20 @@ class ImageStore:
         self.blobs = root / "blobs" / "sha256"
         self.images = root / "images"
         self.tmp = root / "tmp"
+        self.trees = LayerTrees(root, self.tmp)
 
     def get(self, image_id: str) -> StoredImage | None:
-        """The imported image whose config has digest `image_id`, if there is one."""
+        """The imported image whose config has digest `image_id`, if it is there whole."""
         digest = Digest.parse(image_id)
         directory = self.images / digest.hex
         if not (directory / _METADATA).is_file():
             return None
+        layers = self._trees_of(self.metadata(image_id), directory)
+        if layers is None:
+            return None
+        return StoredImage(str(digest), layers, self._config(digest))
+
+    def _config(self, digest: Digest) -> ImageConfig:
         config_path = self.blobs / digest.hex
         data = _read_file(config_path, "image config")
         check("image config", config_path, digest, len(data), hash_bytes(data))
@@ -86,8 +117,20 @@ class ImageStore:
             document = json.loads(data)
         except ValueError as exc:
             raise ImageError(f"failed to parse image config {config_path}: {exc}") from None
-        config = parse_config(document, str(digest))
-        return StoredImage(str(digest), directory / "rootfs", config)
+        return parse_config(document, str(digest))
+
+    def _trees_of(
+        self, metadata: dict[str, Any], directory: Path, key: str | None = None
+    ) -> tuple[Path, ...] | None:
+        """An image's trees for the mapping `key` names (None: the store's); None where
+        one is missing, or the image was stored without chain ids."""
+        if metadata.get("flattened"):
+            rootfs = directory / ROOTFS if key is None else directory / MAPPED / key / ROOTFS
+            return (rootfs,) if rootfs.is_dir() else None
+        chains = metadata.get("chain_ids")
+        if not isinstance(chains, list):
+            return None
+        return self.trees.paths(chains, key)
 
     def metadata(self, image_id: str) -> dict[str, Any]:
         """What image.json records of an imported image: manifest, layers, source, size."""
@@ -167,6 +210,19 @@ class ImageStore:
         if stored is None:
             raise ImageError(f"failed to import image {source}: {self.images} lost it meanwhile")
         return stored
+
+    def restore(self, image_id: str, unpack: Unpack | None = None) -> StoredImage | None:
+        """An image whose image.json is stored, with any tree it lacks made again from its
+        stored blobs: an image of an sdpod before shared layers. None where the image, or
+        one of its blobs, is not stored."""
+        directory = self.images / Digest.parse(image_id).hex
+        if not (directory / _METADATA).is_file():
+            return None
+        metadata = self.metadata(image_id)
+        resolved = _resolved_from(metadata, image_id, self._config(Digest.parse(image_id)))
+        if not all(self.has_blob(layer.descriptor) for layer in resolved.layers):
+            return None
+        return self.commit(resolved, str(metadata.get("source") or image_id), unpack)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -249,8 +305,8 @@ class ImageStore:
 
     def unpack_into(self, image_id: str, directory: Path, unpack: Unpack | None = None) -> None:
         """Apply a stored image's layers into `directory/rootfs`, which must not exist."""
-        _run_unpack(unpack or _in_process, directory, self._layers_of(image_id), image_id)
-        (directory / _DONE).unlink()
+        _flatten(unpack or _in_process, directory, self._layers_of(image_id), image_id)
+        (directory / DONE).unlink()
 
     def mapped_dir(self, image_id: str, key: str) -> Path:
         return self.images / Digest.parse(image_id).hex / MAPPED / key
@@ -259,29 +315,40 @@ class ImageStore:
         """`image` with its layers applied again by `unpack`, kept under `key`.
 
         A user namespace that maps ids otherwise than the store's runner sees the owners
-        of `image.rootfs` as other ids; it needs a copy whose owners were written through
-        its own mapping, as podman gives such containers. `key` names that mapping; the
-        copy is made once, and goes with the image.
+        of `image.layers` as other ids; it needs trees whose owners were written through
+        its own mapping, as podman gives such containers. `key` names that mapping; each
+        tree is made once, and shared by the images that share the layer.
         """
-        directory = self.mapped_dir(image.id, key)
-        if not (directory / "rootfs").is_dir():
+        directory = self.images / Digest.parse(image.id).hex
+        layers = self._trees_of(self.metadata(image.id), directory, key)
+        if layers is None:
             try:
                 with self.locked():
-                    if not directory.exists():
-                        self._build_mapped(image.id, directory, unpack)
+                    self._build_mapped(image.id, key, unpack)
             except OSError as exc:
                 raise ImageError(
                     f"failed to unpack image {image.id} for mapping {key}: {exc}"
                 ) from None
-        return dataclasses.replace(image, rootfs=directory / "rootfs")
+            layers = self._trees_of(self.metadata(image.id), directory, key)
+        if layers is None:
+            raise ImageError(f"failed to unpack image {image.id} for mapping {key}")
+        return dataclasses.replace(image, layers=layers)
 
-    def _build_mapped(self, image_id: str, directory: Path, unpack: Unpack) -> None:
-        staging = Path(tempfile.mkdtemp(prefix=f"{directory.name}-", dir=self.tmp))
-        _run_unpack(unpack, staging, self._layers_of(image_id), image_id)
+    def _build_mapped(self, image_id: str, key: str, unpack: Unpack) -> None:
+        metadata = self.metadata(image_id)
+        layers = self._layers_of(image_id)
+        if not metadata.get("flattened"):
+            self.trees.build(layers, key, unpack, image_id)
+            return
+        directory = self.mapped_dir(image_id, key)
+        if directory.exists():
+            return
+        staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=self.tmp))
+        _flatten(unpack, staging, layers, image_id)
         directory.parent.mkdir(mode=0o700, exist_ok=True)
         os.sync()
         os.rename(staging, directory)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
 
     def _layers_of(self, image_id: str) -> list[LayerFile]:
         metadata = self.metadata(image_id)
@@ -301,12 +368,21 @@ class ImageStore:
         except (SdpodError, OSError) as exc:
             log.warning("failed to remove unfinished imports in %s: %s", self.tmp, exc)
 
+    def discard(self, path: Path, run: Unpack | None) -> None:
+        """Delete a tree at once (renamed into tmp/ first), its files through `run`: they
+        may belong to subordinate ids."""
+        if not path.exists():
+            return
+        doomed = Path(tempfile.mkdtemp(prefix="rm-", dir=self.tmp)) / path.name
+        os.rename(path, doomed)
+        (run or _in_process)(functools.partial(shutil.rmtree, doomed.parent))
+
     def _copy_blobs(self, layout: ImageLayout, resolved: ResolvedImage) -> None:
         self._copy_blob(layout, resolved.manifest, "manifest")
         self._copy_blob(layout, resolved.config_descriptor, "config")
         for layer in resolved.layers:
             self._copy_blob(layout, layer.descriptor, "layer")
-        _fsync_dir(self.blobs)
+        fsync_dir(self.blobs)
 
     def _copy_blob(self, layout: ImageLayout, descriptor: Descriptor, what: str) -> None:
         """Copy one blob into the store, verifying it; only a verified file gets its name."""
@@ -317,24 +393,82 @@ class ImageStore:
             self.write_blob(source, descriptor, what, where)
 
     def _build(self, resolved: ResolvedImage, source: str, run: Unpack) -> None:
-        """Apply the layers in a staging directory, then rename it into place."""
+        """Make the image's layer trees (or its one tree), then its image.json.
+
+        A new image appears by the rename of a staging directory. An image stored before
+        (by an sdpod before shared layers, or whose trees went missing) keeps its
+        directory, which a container made before may use; its image.json is replaced.
+        """
         hex_id = Digest.parse(resolved.id).hex
-        staging = Path(tempfile.mkdtemp(prefix=f"{hex_id[:16]}-", dir=self.tmp))
+        directory = self.images / hex_id
         layers = [
             LayerFile(
-                self.blobs / layer.descriptor.digest.hex,
-                str(layer.descriptor.digest),
-                layer.diff_id,
+                self.blob_path(layer.descriptor.digest), str(layer.descriptor.digest), layer.diff_id
             )
             for layer in resolved.layers
         ]
-        size = _run_unpack(run, staging, layers, source)
-        _write_metadata(staging, resolved, source, size)
+        chains = chain_ids(layers)
+        flattened = not 0 < len(layers) <= overlay.MAX_LOWER_LAYERS
+        if not flattened:
+            self.trees.build(layers, None, run, source)
+        staging = Path(tempfile.mkdtemp(prefix=f"{hex_id[:16]}-", dir=self.tmp))
+        if not flattened:
+            size = sum(self.trees.size(chain) for chain in chains)
+        elif (directory / ROOTFS).is_dir():
+            size = int(self.metadata(resolved.id).get("size") or 0)
+        else:
+            size = _flatten(run, staging, layers, source)
+        _write_metadata(staging, resolved, source, size, chains, flattened)
         # rename(2) makes the image visible at once; sync first, so that after a crash
         # the name never points at files whose data never reached the disk.
         os.sync()
-        os.rename(staging, self.images / hex_id)
-        _fsync_dir(self.images)
+        if not directory.exists():
+            os.rename(staging, directory)
+            fsync_dir(self.images)
+            return
+        if flattened and not (directory / ROOTFS).is_dir():
+            os.rename(staging / ROOTFS, directory / ROOTFS)
+        os.rename(staging / _METADATA, directory / _METADATA)
+        fsync_dir(directory)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not flattened:
+            self._drop_whole_tree(directory / ROOTFS, run)
+
+    def _drop_whole_tree(self, rootfs: Path, run: Unpack) -> None:
+        """Delete the whole tree of an image now unpacked layer by layer, unless a
+        container made before uses it: then `image prune` deletes it once none does."""
+        if not rootfs.exists():
+            return
+        try:
+            if rootfs in usage.users_of_trees(self.root / "containers"):
+                return
+            self.discard(rootfs, run)
+        except (SdpodError, OSError) as exc:
+            log.warning("kept %s, which the image no longer needs: %s", rootfs, exc)
+
+
+def _resolved_from(metadata: dict[str, Any], image_id: str, config: ImageConfig) -> ResolvedImage:
+    """The image that image.json describes, as resolving its manifest gave it."""
+    layers = metadata.get("layers", [])
+    types = metadata.get("layer_types") or [""] * len(layers)
+    sizes = metadata.get("layer_sizes") or [0] * len(layers)
+    return ResolvedImage(
+        manifest=Descriptor(
+            str(metadata.get("manifest_type") or ""),
+            Digest.parse(metadata.get("manifest")),
+            int(metadata.get("manifest_size") or 0),
+        ),
+        config_descriptor=Descriptor(
+            str(metadata.get("config_type") or ""),
+            Digest.parse(image_id),
+            int(metadata.get("config_size") or 0),
+        ),
+        config=config,
+        layers=tuple(
+            Layer(Descriptor(str(kind), Digest.parse(digest), int(size)), _diff_id(metadata, i))
+            for i, (digest, kind, size) in enumerate(zip(layers, types, sizes, strict=True))
+        ),
+    )
 
 
 def _diff_id(metadata: dict[str, Any], position: int) -> Digest | None:
@@ -347,70 +481,28 @@ def _in_process(work: Callable[[], None]) -> None:
     work()
 
 
-def _run_unpack(run: Unpack, staging: Path, layers: Sequence[LayerFile], source: str) -> int:
-    """Run the extraction through `run`, and learn its outcome from the disk alone.
-
-    `run` may fork, and its errors then arrive as plain text, if at all; the closure leaves
-    a marker holding the tree's size when it finishes, and its ImageError (with the hint)
-    in a file when it fails. Returns the size.
-    """
-    work = functools.partial(_unpack_work, staging, tuple(layers))
-    try:
-        run(work)
-    except BaseException:
-        recorded = _recorded_error(staging)
-        if recorded is not None:
-            raise recorded from None
-        raise
-    recorded = _recorded_error(staging)
-    if recorded is not None:
-        raise recorded
-    try:
-        return int((staging / _DONE).read_text())
-    except (OSError, ValueError):
-        raise ImageError(
-            f"failed to unpack image {source}: the extraction ended unfinished"
-        ) from None
+def _flatten(run: Unpack, staging: Path, layers: Sequence[LayerFile], source: str) -> int:
+    """Apply every layer onto `staging/rootfs`, through `run`; return the tree's size."""
+    work = functools.partial(_flatten_work, staging, tuple(layers))
+    return run_recorded(run, work, [staging], source)[0]
 
 
-def _unpack_work(staging: Path, layers: tuple[LayerFile, ...]) -> None:
-    """The extraction itself: everything it reports, it writes into `staging`."""
-    try:
-        rootfs = staging / "rootfs"
+def _flatten_work(staging: Path, layers: tuple[LayerFile, ...]) -> None:
+    with recording(staging):
+        rootfs = staging / ROOTFS
         rootfs.mkdir(mode=0o755)
         unpack_layers(rootfs, layers)
-        # Counted here, where every directory can be read: outside the user namespace,
-        # directories of subordinate ids with mode 0700 cannot.
-        (staging / _DONE).write_text(str(tree_size(rootfs)))
-    except Exception as exc:
-        error = exc if isinstance(exc, ImageError) else ImageError(f"failed to unpack: {exc!r}")
-        record = {"message": str(error), "hint": error.hint}
-        (staging / _ERROR).write_text(json.dumps(record))
-        raise
+        mark_done(staging, rootfs)
 
 
-def _recorded_error(staging: Path) -> ImageError | None:
-    try:
-        record = json.loads((staging / _ERROR).read_text())
-    except (OSError, ValueError):
-        return None
-    return ImageError(str(record.get("message")), record.get("hint"))
-
-
-def tree_size(root: Path) -> int:
-    """Bytes of the regular files and symlinks beneath `root`, each inode counted once."""
-    seen: set[int] = set()
-    total = 0
-    for directory, _, files in os.walk(root):
-        for name in files:
-            st = os.lstat(os.path.join(directory, name))
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                total += st.st_size
-    return total
-
-
-def _write_metadata(staging: Path, resolved: ResolvedImage, source: str, size: int) -> None:
+def _write_metadata(
+    staging: Path,
+    resolved: ResolvedImage,
+    source: str,
+    size: int,
+    chains: list[str],
+    flattened: bool,
+) -> None:
     metadata = {
         "id": resolved.id,
         "manifest": str(resolved.manifest.digest),
@@ -422,6 +514,8 @@ def _write_metadata(staging: Path, resolved: ResolvedImage, source: str, size: i
         "layer_types": [layer.descriptor.media_type for layer in resolved.layers],
         "layer_sizes": [layer.descriptor.size for layer in resolved.layers],
         "diff_ids": [str(layer.diff_id) if layer.diff_id else None for layer in resolved.layers],
+        "chain_ids": chains,
+        "flattened": flattened,
         "source": source,
         "size": size,
     }
@@ -449,13 +543,5 @@ def _flock(path: Path, operation: int) -> Iterator[None]:
     try:
         fcntl.flock(fd, operation)
         yield
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)

@@ -1,4 +1,4 @@
-"""Applying image layers, in order, onto a root filesystem directory.
+"""Applying image layers: all of them onto one root filesystem, or one into a tree of its own.
 
 Each layer is a tar archive of changes (OCI image spec, "Image Layer Filesystem
 Changeset"): entries add or replace paths; `.wh.NAME` deletes NAME and `.wh..wh..opq`
@@ -6,9 +6,17 @@ empties its directory, both only of what lower layers put there. That rule makes
 result independent of where a marker sits in the archive, so each layer remembers the
 paths it wrote and the markers spare those.
 
-Every path goes through `RootDir`, so no entry reaches outside the root. Owners come
-from the tar headers; this runs in a user namespace mapped through the user's
-subordinate ids, or as root.
+`unpack_layers` applies layers one after the other onto one tree (`sdpod image unpack`,
+umoci's layout), deleting what the markers delete. `unpack_layer` applies one layer
+into a tree of its own, over the trees of the layers below it (`sdpod.images.layered`),
+and records each deletion instead, as overlayfs reads it: a whiteout device for a name
+deleted, an opaque directory for one emptied. Mounted over those lower trees, it shows
+exactly what `unpack_layers` writes.
+
+Every path goes through `RootDir` or `LayeredRoot`, so no entry reaches outside the
+root. Owners come from the tar headers; this runs in a user namespace mapped through the
+user's subordinate ids, or as root. Extended attributes of the archive are not applied:
+none of them can then make a tree say more to overlayfs than its markers did.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from typing import IO, BinaryIO, cast
 
 from sdpod.errors import ImageError
 from sdpod.images.digest import CHUNK, Digest, HashingReader, Readable
+from sdpod.images.layered import LayeredRoot
 from sdpod.images.rootpath import Parent, RealPath, RootDir
+from sdpod.kernel import overlay
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +67,42 @@ class LayerFile:
 
 
 @dataclass
-class _Skipped:
+class Skipped:
     """Device nodes left out: a container gets its devices from the runtime."""
 
     devices: list[str] = field(default_factory=list)
+
+    def warn(self) -> None:
+        """Say once what was left out."""
+        if self.devices:
+            log.warning(
+                "skipped %d device node(s), first %r: devices come from the runtime, not the image",
+                len(self.devices),
+                self.devices[0],
+            )
 
 
 def unpack_layers(rootfs: Path, layers: Sequence[LayerFile]) -> None:
     """Apply `layers` in order onto the directory `rootfs`, which must exist."""
     root = RootDir(rootfs)
-    skipped = _Skipped()
+    skipped = Skipped()
     try:
         for layer in layers:
             _Layer(root, layer, skipped).apply()
     finally:
         root.close()
-    if skipped.devices:
-        log.warning(
-            "skipped %d device node(s), first %r: devices come from the runtime, not the image",
-            len(skipped.devices),
-            skipped.devices[0],
-        )
+    skipped.warn()
+
+
+def unpack_layer(tree: Path, layer: LayerFile, lowers: Sequence[Path], skipped: Skipped) -> None:
+    """Apply `layer` into the empty directory `tree`, over the trees `lowers` (top
+    first) of the layers below it, recording what it deletes as overlayfs reads it.
+    Device nodes left out are added to `skipped`, for the caller to say once."""
+    root = LayeredRoot(tree, lowers)
+    try:
+        _Layer(root, layer, skipped).apply()
+    finally:
+        root.close()
 
 
 def split_name(name: str, entry: str, what: str = "its path") -> RealPath:
@@ -118,13 +143,16 @@ def _read_errors() -> tuple[type[Exception], ...]:
 class _Layer:
     """The application of one layer; remembers what the layer itself wrote."""
 
-    def __init__(self, root: RootDir, layer: LayerFile, skipped: _Skipped) -> None:
+    def __init__(self, root: RootDir | LayeredRoot, layer: LayerFile, skipped: Skipped) -> None:
         self.root = root
         self.layer = layer
         self.skipped = skipped
+        # Deletions are recorded as markers in the layer's own tree, not carried out.
+        self.layered = isinstance(root, LayeredRoot)
         self.ours: set[RealPath] = set()
         self.dir_attrs: dict[RealPath, tuple[int, int]] = {}
         self.lower_mtimes: dict[RealPath, int] = {}
+        self.root_opaque = False
 
     def apply(self) -> None:
         raw, stream = _open_layer(self.layer.path)
@@ -140,6 +168,8 @@ class _Layer:
             except _read_errors() as exc:
                 raise ImageError(f"failed to read layer {self.layer.digest}: {exc}") from None
         self.check_diff_id(reader)
+        if self.root_opaque:
+            self.hide_lower_root()
         self.finish_dirs()
 
     def check_diff_id(self, reader: HashingReader) -> None:
@@ -178,13 +208,32 @@ class _Layer:
                 finally:
                     os.close(sub)
 
+    def hide_lower_root(self) -> None:
+        """Empty the root of lower content, in a layer's own tree: overlayfs never reads
+        an opaque xattr on a layer's root, so each name below gets a whiteout, and each
+        directory this layer put at the root becomes opaque itself."""
+        assert isinstance(self.root, LayeredRoot)
+        top = self.root.fd
+        below = {name for fd in self.root.lower_fds for name in _listdir(fd)}
+        for name in sorted(below - set(os.listdir(top))):
+            overlay.make_whiteout(top, name)
+        for name in os.listdir(top):
+            if _is_dir(top, name):
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                try:
+                    overlay.set_opaque(fd)
+                finally:
+                    os.close(fd)
+
     def finish_dirs(self) -> None:
         """Give directories their final mode and mtime, deepest first.
 
         Adding entries changes a directory's mtime and a read-only mode would block them,
-        so both wait until the layer is complete.
+        so both wait until the layer is complete. A directory copied up from a lower
+        layer takes that one's, unless this layer gives it its own.
         """
-        paths = sorted(self.dir_attrs.keys() | self.lower_mtimes.keys(), key=len, reverse=True)
+        attrs = {**self.root.copied, **self.dir_attrs}
+        paths = sorted(attrs.keys() | self.lower_mtimes.keys(), key=len, reverse=True)
         for real in paths:
             try:
                 fd = self.open_real_dir(real)
@@ -193,8 +242,8 @@ class _Layer:
                     continue  # a later entry of the layer removed or replaced it
                 raise
             try:
-                if real in self.dir_attrs:
-                    mode, mtime = self.dir_attrs[real]
+                if real in attrs:
+                    mode, mtime = attrs[real]
                     os.chmod(fd, mode)
                 else:
                     mtime = self.lower_mtimes[real]
@@ -258,6 +307,12 @@ class _Entry:
 
     def opaque(self, parent: Parent) -> None:
         self.layer.claim(parent.real)
+        if self.layer.layered:
+            if parent.real:
+                overlay.set_opaque(parent.fd)
+            else:
+                self.layer.root_opaque = True
+            return
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent.fd)
         try:
             self.layer.prune_lower(fd, parent.real)
@@ -272,13 +327,18 @@ class _Entry:
             raise self.fail("a whiteout must name an entry of its directory")
         if (*parent.real, name) not in self.layer.ours:
             _remove(parent.fd, name)
+            if self.layer.layered:
+                overlay.make_whiteout(parent.fd, name)
             return
         # This layer wrote `name` itself: only what lower layers put beneath it goes.
         if not _is_dir(parent.fd, name):
             return
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent.fd)
         try:
-            self.layer.prune_lower(fd, (*parent.real, name))
+            if self.layer.layered:
+                overlay.set_opaque(fd)
+            else:
+                self.layer.prune_lower(fd, (*parent.real, name))
         finally:
             os.close(fd)
 
@@ -297,11 +357,17 @@ class _Entry:
         self.layer.claim((*parent.real, base))
 
     def make_dir(self, parent: Parent, base: str) -> None:
+        replaced = False
         if not _is_dir(parent.fd, base):
+            # In a layer's own tree, a directory made where the layer put a whiteout or a
+            # non-directory before is opaque: what it replaced hid the lower one.
+            replaced = self.layer.layered and _exists(parent.fd, base)
             _remove(parent.fd, base)
             os.mkdir(base, 0o700, dir_fd=parent.fd)
         fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent.fd)
         try:
+            if replaced:
+                overlay.set_opaque(fd)
             self.own(fd)
         finally:
             os.close(fd)
@@ -346,7 +412,7 @@ class _Entry:
         if not target:
             raise self.fail("a hard link cannot point at the root directory")
         try:
-            with self.layer.root.directory(target[:-1], self.label) as source:
+            with self.layer.root.locate(target, self.label) as source:
                 self.link_from(source, target[-1], parent, base)
         except FileNotFoundError:
             raise self.fail(f"its target {linkname!r} does not exist") from None
@@ -384,6 +450,23 @@ def _is_dir(dir_fd: int, name: str) -> bool:
         return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except FileNotFoundError:
         return False
+
+
+def _listdir(dir_fd: int) -> list[str]:
+    """The names in a directory open as O_PATH, which listdir cannot read itself."""
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _remove(dir_fd: int, name: str) -> None:

@@ -11,25 +11,38 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import syscalls
 from sdpod.kernel.userns import IdMapping, open_userns
 
 
-def idmapped_tree(path: str, mapping: IdMapping) -> int:
-    """A detached, idmapped copy of the mount tree at `path`, to be attached elsewhere."""
+def idmapped_trees(paths: Sequence[str], mapping: IdMapping) -> list[int]:
+    """Detached, idmapped copies of the mount trees at `paths`, in order, all through
+    one user namespace of `mapping`: making one costs a process."""
     userns = open_userns(mapping)
+    trees: list[int] = []
     try:
-        tree = syscalls.open_tree(path, syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC)
-        try:
-            syscalls.idmap_mount(tree, userns)
-        except OSError as error:
+        for path in paths:
+            trees.append(_idmapped(path, userns))
+    except BaseException:
+        for tree in trees:
             os.close(tree)
-            raise _explain(error, path) from None
-        return tree
+        raise
     finally:
         os.close(userns)
+    return trees
+
+
+def _idmapped(path: str, userns: int) -> int:
+    tree = syscalls.open_tree(path, syscalls.OPEN_TREE_CLONE | syscalls.OPEN_TREE_CLOEXEC)
+    try:
+        syscalls.idmap_mount(tree, userns)
+    except OSError as error:
+        os.close(tree)
+        raise _explain(error, path) from None
+    return tree
 
 
 def _explain(error: OSError, path: str) -> RuntimeSetupError:

@@ -38,8 +38,8 @@ def prepare(
     The overlay's upper and work directories belong to the container's root, given as
     host ids, so that it can write there: rootless that is the user, a no-op.
     """
-    directories = (layout.bundle, layout.rootfs, layout.lower_mount, layout.etc)
-    for directory in directories:
+    attach = (layout.lower_attach(index) for index in range(len(layout.lowers)))
+    for directory in (layout.bundle, layout.rootfs, layout.etc, *attach):
         directory.mkdir(parents=True, exist_ok=True)
     for directory in (layout.upper, layout.work):
         directory.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from sdpod.runtime.process import (
     process_environment,
     set_oom_score_adj,
 )
-from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH
+from sdpod.runtime.spec import ANNOTATION_OVERLAY, INIT_PATH, overlay_mount
 
 Trees = tuple[tuple[int, str], ...]
 
@@ -130,13 +130,15 @@ def _build_root(spec: dict[str, Any], rootfs: str, trees: Trees) -> None:
         syscalls.move_mount(tree, attach)
 
     overlay = spec.get("annotations", {}).get(ANNOTATION_OVERLAY)
-    if overlay:
-        dirs = json.loads(overlay)
+    if not overlay:
+        syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
+    elif "lowers" in (dirs := json.loads(overlay)):
+        _mount_layers(dirs, rootfs)
+    else:
+        # A bundle made by an sdpod before shared layers: one lower, the image's tree.
         if dirs.get("idmap_lower"):
             dirs["lower"] = dirs["idmap_lower"]
         syscalls.mount("overlay", rootfs, "overlay", 0, _overlay_data(dirs))
-    else:
-        syscalls.mount(rootfs, rootfs, None, syscalls.MS_BIND | syscalls.MS_REC)
 
     # Before the volumes hide it, what the image holds where they go fills new ones.
     provision.populate_volumes(spec, rootfs)
@@ -165,6 +167,19 @@ def _propagate_root(spec: dict[str, Any]) -> None:
     propagation = _root_propagation(spec)
     if propagation & (syscalls.MS_SHARED | syscalls.MS_UNBINDABLE):
         syscalls.mount(None, "/", None, propagation)
+
+
+def _mount_layers(dirs: dict[str, Any], rootfs: str) -> None:
+    """Mount the image's layer trees at `attach/<index>` (as root the launcher attached
+    idmapped views there already), then the overlay of them all, named from there."""
+    target = os.path.abspath(rootfs)
+    if not dirs.get("idmap"):
+        for index, lower in enumerate(dirs["lowers"]):
+            syscalls.mount(lower, os.path.join(dirs["attach"], str(index)), None, syscalls.MS_BIND)
+    where, data = overlay_mount(dirs)
+    os.chdir(where)
+    syscalls.mount("overlay", target, "overlay", 0, data)
+    os.chdir("/")
 
 
 def _overlay_data(dirs: dict[str, str]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from sdpod import paths
 from sdpod.config.model import PortMapping, Protocol
 from sdpod.errors import NetworkError, RuntimeSetupError
-from sdpod.kernel.idmap import idmapped_tree
+from sdpod.kernel.idmap import idmapped_trees
 from sdpod.network import pasta, slirp
 from sdpod.runtime import cgroup, journal, notify, readiness, shared
 from sdpod.runtime.bundle import write_atomically
@@ -91,27 +91,34 @@ def launch(bundle: Path) -> int:
 
 
 def _idmapped_trees(spec: dict[str, Any]) -> Trees:
-    """As root, the image and the volumes marked idmap seen with the container's ids,
-    each with the path to attach it at; none rootless, where the kernel forbids it.
+    """As root, the image's layer trees and the volumes marked idmap seen with the
+    container's ids, each with the path to attach it at; none rootless, where the kernel
+    forbids it.
 
     The trees are close-on-exec, yet inherited across fork by the container's process.
     """
     annotations = spec.get("annotations", {})
     overlay = json.loads(annotations.get(ANNOTATION_OVERLAY, "{}"))
-    views = json.loads(annotations.get(ANNOTATION_IDMAP) or "[]")
-    if overlay.get("idmap_lower"):
-        views.insert(0, {"source": overlay["lower"], "attach": overlay["idmap_lower"]})
+    views = _lower_views(overlay) + json.loads(annotations.get(ANNOTATION_IDMAP) or "[]")
+    if not views:
+        return ()
+    for view in views:
+        os.makedirs(view["attach"], exist_ok=True)
+    fds = idmapped_trees([view["source"] for view in views], mapping_of(spec))
+    return tuple(zip(fds, (view["attach"] for view in views), strict=True))
 
-    trees: list[tuple[int, str]] = []
-    try:
-        for view in views:
-            os.makedirs(view["attach"], exist_ok=True)
-            trees.append((idmapped_tree(view["source"], mapping_of(spec)), view["attach"]))
-    except BaseException:
-        for fd, _ in trees:
-            os.close(fd)
-        raise
-    return tuple(trees)
+
+def _lower_views(overlay: dict[str, Any]) -> list[dict[str, str]]:
+    """The image's trees to idmap, each with where the overlay expects it."""
+    if overlay.get("idmap"):
+        attach = Path(overlay["attach"])
+        return [
+            {"source": lower, "attach": str(attach / str(index))}
+            for index, lower in enumerate(overlay["lowers"])
+        ]
+    if overlay.get("idmap_lower"):  # a bundle of an sdpod before shared layers
+        return [{"source": overlay["lower"], "attach": overlay["idmap_lower"]}]
+    return []
 
 
 def _start_network(init: int, spec: dict[str, Any], bundle: Path) -> None:

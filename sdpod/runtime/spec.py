@@ -9,6 +9,7 @@ ready and how its health is checked (`sdpod.health.annotate`).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from sdpod.config.mounts import SECRETS_DIR
 from sdpod.config.security import ALL_CAPABILITIES
 from sdpod.errors import RuntimeSetupError
 from sdpod.health.annotate import annotate
-from sdpod.kernel import capabilities
+from sdpod.images.layered import read_file
+from sdpod.kernel import capabilities, overlay
 from sdpod.kernel.userns import IdMapping, IdRange, host_id
 from sdpod.runtime.seccomp_profile import default_profile
 
@@ -37,6 +39,7 @@ ANNOTATION_OVERLAY = "io.sdpod.rootfs.overlay"
 ANNOTATION_NETWORK = "io.sdpod.network"
 ANNOTATION_PORTS = "io.sdpod.ports"
 ANNOTATION_IMAGE = "io.sdpod.image"
+ANNOTATION_IMAGE_ID = "io.sdpod.image.id"
 ANNOTATION_NAME = "io.sdpod.name"
 ANNOTATION_SECRETS = "io.sdpod.secrets"
 ANNOTATION_SHIFT = "io.sdpod.volumes.shift"
@@ -44,6 +47,9 @@ ANNOTATION_IDMAP = "io.sdpod.volumes.idmap"
 ANNOTATION_POPULATE = "io.sdpod.volumes.populate"
 # Labels are the user's annotations; this prefix stays sdpod's own.
 ANNOTATION_PREFIX = "io.sdpod."
+
+# mount(2) takes at most one page of options (the kernel copies one page of `data`).
+MOUNT_DATA_MAX = 4095
 
 # Secrets are at most 512 KiB each (config refuses larger), and few.
 SECRETS_TMPFS_SIZE = "8m"
@@ -97,7 +103,7 @@ class BundleLayout:
     """Where a container's files live on the host."""
 
     bundle: Path  # holds config.json
-    lower: Path  # the image's unpacked root filesystem, never written
+    lowers: tuple[Path, ...]  # the image's layer trees, top first (or its one tree), never written
     upper: Path  # the container's own changes
     work: Path  # overlayfs's work directory, beside upper
     etc: Path  # hosts, hostname and resolv.conf made for this container
@@ -109,8 +115,12 @@ class BundleLayout:
 
     @property
     def lower_mount(self) -> Path:
-        """Where the launcher attaches an idmapped view of `lower`, when it makes one."""
+        """Where the launcher mounts each of `lowers`, as `lower_mount/<index>`: a bind
+        mount, or as root an idmapped view."""
         return self.bundle / "lower"
+
+    def lower_attach(self, index: int) -> Path:
+        return self.lower_mount / str(index)
 
     def volume(self, name: str) -> Path:
         return self.volumes / name
@@ -120,9 +130,9 @@ class BundleLayout:
         return self.bundle / "idmapped" / str(index)
 
     @classmethod
-    def under(cls, directory: Path, lower: Path, volumes: Path) -> BundleLayout:
+    def under(cls, directory: Path, lowers: Sequence[Path], volumes: Path) -> BundleLayout:
         upper, work, etc = directory / "upper", directory / "work", directory / "etc"
-        return cls(directory, lower, upper, work, etc, volumes)
+        return cls(directory, tuple(lowers), upper, work, etc, volumes)
 
 
 def process_args(container: Container, image: ImageDefaults) -> list[str]:
@@ -169,14 +179,15 @@ def check_user_mapped(name: str, user: str, uid: int, gid: int, mapping: IdMappi
     )
 
 
-def resolve_user(spec: str, rootfs: Path) -> tuple[int, int, list[int]]:
+def resolve_user(spec: str, lowers: Sequence[Path]) -> tuple[int, int, list[int]]:
     """uid, gid and supplementary gids for an image's `User` (`name`, `uid`, `uid:gid`...).
 
-    Names are looked up in the image's own /etc/passwd and /etc/group, never the host's.
+    Names are looked up in the image's own /etc/passwd and /etc/group, read through its
+    layer trees `lowers` (top first) as the container will see them, never the host's.
     """
     user, _, group = (spec or "0").partition(":")
-    passwd = _read_table(rootfs / "etc/passwd")
-    groups = _read_table(rootfs / "etc/group")
+    passwd = _read_table(lowers, "etc/passwd")
+    groups = _read_table(lowers, "etc/group")
 
     uid, gid = _lookup_user(user, passwd)
     if group:
@@ -205,11 +216,11 @@ def _lookup_id(name: str, table: list[list[str]], what: str) -> int:
     return int(row[2])
 
 
-def _read_table(path: Path) -> list[list[str]]:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except (FileNotFoundError, NotADirectoryError):
+def _read_table(lowers: Sequence[Path], path: str) -> list[list[str]]:
+    data = read_file(lowers, path)
+    if data is None:
         return []
+    lines = data.decode(errors="replace").splitlines()
     rows = [line.split(":") for line in lines if line and not line.startswith("#")]
     return [row + [""] * (4 - len(row)) for row in rows]
 
@@ -400,6 +411,47 @@ def _with_init(args: list[str], init: Path | None) -> tuple[list[str], list[dict
     return [INIT_PATH, "--", *args], [mount]
 
 
+def overlay_annotation(layout: BundleLayout, idmap: bool) -> str:
+    """What the launcher mounts as the root: `lowers`, top first, each mounted at
+    `attach/<index>` (idmapped when `idmap` is set), under `upper` and `work`."""
+    if not 0 < len(layout.lowers) <= overlay.MAX_LOWER_LAYERS:
+        raise RuntimeSetupError(
+            f"failed to stack the image's {len(layout.lowers)} layer trees: overlayfs "
+            f"stacks 1 to {overlay.MAX_LOWER_LAYERS}"
+        )
+    return json.dumps(
+        {
+            "lowers": [str(lower) for lower in layout.lowers],
+            "attach": str(layout.lower_mount),
+            "upper": str(layout.upper),
+            "work": str(layout.work),
+            "idmap": idmap,
+        }
+    )
+
+
+def overlay_mount(dirs: Mapping[str, Any]) -> tuple[str, str]:
+    """The directory to mount the overlay from, and its mount(2) options.
+
+    The layers are named by their index, relative to the directory where the launcher
+    mounted each (`attach`), and so are the upper and work directories: whatever the
+    paths, 500 layers (overlayfs's most) take under 2000 of the one page mount(2) reads.
+    """
+    attach = str(dirs["attach"])
+    lowers = ":".join(str(index) for index in range(len(dirs["lowers"])))
+    upper = os.path.relpath(dirs["upper"], attach)
+    work = os.path.relpath(dirs["work"], attach)
+    # userxattr: an unprivileged overlay keeps its metadata in user.* xattrs (overlayfs
+    # docs), and reads its lower layers' opaque directories there.
+    data = f"lowerdir={lowers},upperdir={upper},workdir={work},userxattr"
+    if len(data) > MOUNT_DATA_MAX:
+        raise RuntimeSetupError(
+            f"failed to mount the overlay: its {len(data)} bytes of options are more than "
+            f"the {MOUNT_DATA_MAX} mount(2) takes"
+        )
+    return attach, data
+
+
 def build_spec(
     container: Container,
     image: ImageDefaults,
@@ -408,23 +460,21 @@ def build_spec(
     init: Path | None = None,
     idmap_lower: bool = False,
     shared: Mapping[str, str] | None = None,
+    image_id: str | None = None,
 ) -> dict[str, Any]:
     """The whole `config.json` of `container`; `init` is the host's static init binary.
 
     `idmap_lower` says that the image's files carry the image's own ids, which an
     idmapped mount must shift into the container's range (root mode). `shared` holds
     the namespace paths of the container whose network this one shares, if it does.
+    `image_id` is the stored image's id, which the store reads back to tell which
+    images are in use.
     """
     user = container.user if container.user is not None else image.user
-    uid, gid, extra_gids = resolve_user(user, layout.lower)
+    uid, gid, extra_gids = resolve_user(user, layout.lowers)
     check_user_mapped(container.name, user, uid, gid, mapping)
     args, init_mounts = _with_init(process_args(container, image), init)
-    overlay = {
-        "lower": str(layout.lower),
-        "upper": str(layout.upper),
-        "work": str(layout.work),
-        "idmap_lower": str(layout.lower_mount) if idmap_lower else "",
-    }
+    stored = {ANNOTATION_IMAGE_ID: image_id} if image_id else {}
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -462,7 +512,8 @@ def build_spec(
             **dict(container.labels),
             ANNOTATION_NAME: container.name,
             ANNOTATION_IMAGE: str(container.image),
-            ANNOTATION_OVERLAY: json.dumps(overlay),
+            **stored,
+            ANNOTATION_OVERLAY: overlay_annotation(layout, idmap_lower),
             ANNOTATION_NETWORK: network_annotation(container.network),
             ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
             ANNOTATION_SECRETS: _secrets_annotation(container),

@@ -74,7 +74,7 @@ def _launch(tmp_path: Path, unit_cgroup: Path) -> Launched:
         command=("sh", "-c", "echo in-container > /marker; exec sleep 600"),
         env=(("GREETING", "hello"),),
     )
-    layout = BundleLayout.under(tmp_path / "bundle", image.rootfs, tmp_path / "volumes")
+    layout = BundleLayout.under(tmp_path / "bundle", image.lowers, tmp_path / "volumes")
     spec = build_spec(
         container, image.config, layout, MAPPING, Path(shutil.which("tini-static") or "")
     )

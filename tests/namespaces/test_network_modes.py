@@ -66,7 +66,7 @@ class World:
         """Write container `name`'s bundle; return its directory."""
         image_ref = LayoutImage(self.root / "image", "latest")
         container = Container(name, image_ref, command=("sh", "-c", command), network=network)
-        layout = BundleLayout.under(self.root / name, self.image.rootfs, self.root / "volumes")
+        layout = BundleLayout.under(self.root / name, self.image.lowers, self.root / "volumes")
         joined = None
         if network.container is not None:
             with pytest.MonkeyPatch.context() as patch:

@@ -70,7 +70,7 @@ def run_probe(tmp_path: Path, probe: str = PROBE, **settings: Any) -> dict[str, 
         volumes=(BindVolume(tmp_path / "data", PurePosixPath("/data"), read_only=True),),
         **settings,
     )
-    layout = BundleLayout.under(tmp_path / "bundle", image.rootfs, tmp_path / "volumes")
+    layout = BundleLayout.under(tmp_path / "bundle", image.lowers, tmp_path / "volumes")
     spec = build_spec(
         container, image.config, layout, MAPPING, Path(shutil.which("tini-static") or "")
     )

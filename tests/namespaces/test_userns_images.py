@@ -1,9 +1,11 @@
-"""An image unpacked again for a keep-id mapping: inside, every owner is the tarball's.
+"""An image's layers unpacked again for a keep-id mapping: inside, every owner is the
+tarball's.
 
-The store's tree is written through the default mapping; a keep-id container would see
-its owners shifted. These unpack a busybox image with files of several owners for a
-keep-id mapping in real user namespaces, and look at the result from inside one. Root
-writes the id maps here, as the namespace tests do without /etc/subuid.
+The store's layer trees are written through the default mapping; a keep-id container
+would see their owners shifted. These unpack a busybox image whose second layer holds
+files of several owners for a keep-id mapping in real user namespaces, and look at the
+result from inside one. Root writes the id maps here, as the namespace tests do without
+/etc/subuid.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from support.mkimage import Dir, File, build_layout, busybox_entries
+from support.mkimage import Dir, Entry, File, build_layout, busybox_entries
 
 from namespaces.common import MAPPING
 from sdpod.config.model import LayoutImage
 from sdpod.errors import ImageError
 from sdpod.images import removal
 from sdpod.images.store import ImageStore, StoredImage
-from sdpod.images.usage import ANNOTATION_OVERLAY
+from sdpod.images.usage import ANNOTATION_IMAGE_ID, ANNOTATION_OVERLAY
 from sdpod.kernel.userns import Grants, IdMapping, IdRange, keep_id_mapping, run_in_userns
 
 pytestmark = [
@@ -50,13 +52,13 @@ OWNED = (
 
 
 def build_image(tmp_path: Path) -> LayoutImage:
-    entries = busybox_entries()
+    owned: list[Entry] = []
     for path, uid, gid, mode in OWNED:
         if path in ("srv", "srv/service"):
-            entries.append(Dir(path, mode=mode, uid=uid, gid=gid))
+            owned.append(Dir(path, mode=mode, uid=uid, gid=gid))
         else:
-            entries.append(File(path, path.encode(), mode=mode, uid=uid, gid=gid))
-    build_layout(tmp_path / "layout", "test", [entries], {"Cmd": ["sh"]})
+            owned.append(File(path, path.encode(), mode=mode, uid=uid, gid=gid))
+    build_layout(tmp_path / "layout", "test", [busybox_entries(), owned], {"Cmd": ["sh"]})
     return LayoutImage(tmp_path / "layout", "test")
 
 
@@ -92,23 +94,26 @@ def import_both(tmp_path: Path) -> tuple[ImageStore, StoredImage, StoredImage]:
     return store, image, copy
 
 
-def test_keep_id_copy_shows_the_tarballs_owners_inside(tmp_path: Path) -> None:
-    store, image, copy = import_both(tmp_path)
+def test_keep_id_trees_show_the_tarballs_owners_inside(tmp_path: Path) -> None:
+    _, image, copy = import_both(tmp_path)
 
-    assert copy.rootfs == store.mapped_dir(image.id, KEEP.fingerprint) / "rootfs"
+    key = KEEP.fingerprint
+    assert copy.layers == tuple(
+        layer.parent.with_name(f"{layer.parent.name}-{key}") / "tree" for layer in image.layers
+    )
     assert copy.config == image.config
-    assert seen_inside(KEEP, copy.rootfs) == tarball()
-    # The store's own tree is right for its own mapping, and wrong for keep-id: the
+    assert seen_inside(KEEP, copy.layers[1]) == tarball()
+    # The store's own trees are right for its own mapping, and wrong for keep-id: the
     # user's id (container root there) would show as 1000, and 1000 as another id.
-    assert seen_inside(MAPPING, image.rootfs) == tarball()
-    assert seen_inside(KEEP, image.rootfs)["srv"][0] != 0
+    assert seen_inside(MAPPING, image.layers[1]) == tarball()
+    assert seen_inside(KEEP, image.layers[1])["srv"][0] != 0
 
 
-def test_keep_id_copy_owners_on_disk_are_the_mapped_host_ids(tmp_path: Path) -> None:
+def test_keep_id_owners_on_disk_are_the_mapped_host_ids(tmp_path: Path) -> None:
     _, _, copy = import_both(tmp_path)
 
     def owner(path: str) -> tuple[int, int]:
-        st = os.lstat(copy.rootfs / path)
+        st = os.lstat(copy.layers[1] / path)
         return st.st_uid, st.st_gid
 
     assert owner("srv") == (400000, 400000)
@@ -117,53 +122,55 @@ def test_keep_id_copy_owners_on_disk_are_the_mapped_host_ids(tmp_path: Path) -> 
     assert owner("srv/next") == (401000, 401000)
 
 
-def test_the_copy_is_made_once(tmp_path: Path) -> None:
+def test_the_trees_are_made_once(tmp_path: Path) -> None:
     store, image, copy = import_both(tmp_path)
-    before = os.lstat(copy.rootfs).st_ino
+    before = [os.lstat(layer).st_ino for layer in copy.layers]
 
     again = store.mapped(image, KEEP.fingerprint, lambda work: pytest.fail("unpacked again"))
 
-    assert again.rootfs == copy.rootfs
-    assert os.lstat(again.rootfs).st_ino == before
+    assert again.layers == copy.layers
+    assert [os.lstat(layer).st_ino for layer in again.layers] == before
 
 
-def use(store: ImageStore, name: str, lower: Path) -> Path:
-    """A container bundle whose overlay uses `lower`, as `sdpod up` writes it."""
+def use(store: ImageStore, name: str, image: StoredImage) -> Path:
+    """A container bundle whose overlay stacks `image`'s trees, as `sdpod up` writes it."""
     bundle = store.root / "containers" / name
     bundle.mkdir(parents=True)
-    overlay = json.dumps({"lower": str(lower)})
-    (bundle / "config.json").write_text(json.dumps({"annotations": {ANNOTATION_OVERLAY: overlay}}))
+    overlay = json.dumps({"lowers": [str(lower) for lower in image.lowers]})
+    annotations = {ANNOTATION_OVERLAY: overlay, ANNOTATION_IMAGE_ID: image.id}
+    (bundle / "config.json").write_text(json.dumps({"annotations": annotations}))
     return bundle
 
 
-def test_copies_in_use_stay_and_go_with_their_last_user(tmp_path: Path) -> None:
+def test_trees_in_use_stay_and_go_with_their_last_user(tmp_path: Path) -> None:
     store, image, copy = import_both(tmp_path)
-    user = use(store, "keeper", copy.rootfs)
+    user = use(store, "keeper", copy)
 
     with pytest.raises(ImageError, match="container\\(s\\) keeper use it"):
         removal.remove(store, image.id, None, None)
     assert removal.prune(store, None).images == ()
-    removal.drop_mapped_copies(store, [copy.rootfs], None)
-    assert copy.rootfs.is_dir()
+    removal.drop_mapped_copies(store, copy.layers, None)
+    assert all(layer.is_dir() for layer in copy.layers)
 
-    # Its last user gone, `sdpod rm` drops the copy; the image stays.
+    # Its last user gone, `sdpod rm` drops the trees of its mapping; the image stays.
     (user / "config.json").unlink()
     user.rmdir()
-    removal.drop_mapped_copies(store, [copy.rootfs], None)
-    assert not copy.rootfs.parent.exists()
-    assert store.get(image.id) is not None
+    removal.drop_mapped_copies(store, copy.layers, None)
+    assert not any(layer.parent.exists() for layer in copy.layers)
+    assert store.get(image.id) == image
 
 
-def test_prune_drops_unused_copies_of_used_images_and_image_rm_takes_all(tmp_path: Path) -> None:
+def test_prune_drops_unused_trees_of_used_images_and_image_rm_takes_all(tmp_path: Path) -> None:
     store, image, copy = import_both(tmp_path)
-    default_user = use(store, "plain", image.rootfs)
+    default_user = use(store, "plain", image)
 
     assert removal.prune(store, None).images == ()
-    assert not copy.rootfs.exists()
-    assert image.rootfs.is_dir()
+    assert not any(layer.exists() for layer in copy.layers)
+    assert all(layer.is_dir() for layer in image.layers)
 
     again = store.mapped(image, KEEP.fingerprint, functools.partial(run_in_userns, KEEP))
     (default_user / "config.json").unlink()
     assert removal.remove(store, image.id, None, None).images == (image.id,)
-    assert not again.rootfs.exists()
+    assert not any(layer.exists() for layer in again.layers + image.layers)
     assert not (store.images / image.id.removeprefix("sha256:")).exists()
+    assert os.listdir(store.root / "layers") == []

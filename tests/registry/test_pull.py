@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 from registry.conftest import PASSWORD, USER, Registries
+from support.imagetest import view
 from support.registry import free_port, wait_until
 from support.trees import tree
 
 from sdpod.images.layout import ImageLayout
-from sdpod.images.store import ImageStore
+from sdpod.images.store import ImageStore, StoredImage
 
 pytestmark = pytest.mark.registry
 
@@ -100,7 +101,7 @@ def local_tree(tmp_path: Path, layout: Path, tag: str) -> dict[str, tuple[object
     from sdpod.config.model import LayoutImage
 
     stored = ImageStore(tmp_path / "local").import_layout(LayoutImage(layout, tag))
-    return tree(stored.rootfs, owners=True)
+    return tree(view(stored, tmp_path), owners=True)
 
 
 def test_pull_stores_the_image_as_a_local_import_would(
@@ -112,7 +113,7 @@ def test_pull_stores_the_image_as_a_local_import_would(
 
     stored = client.store().get(image_id)
     assert stored is not None
-    assert tree(stored.rootfs, owners=True) == local_tree(
+    assert tree(view(stored, tmp_path), owners=True) == local_tree(
         tmp_path, registries.images["busybox"], "1"
     )
     assert client.store().names() == {reference: image_id}
@@ -145,7 +146,7 @@ def test_docker_schema_2_manifests_are_pulled(registries: Registries, client: Cl
     (found,) = json.loads(client.ok("inspect", image_id))
     assert found["manifest"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     stored = client.store().get(image_id)
-    assert stored is not None and (stored.rootfs / "bin/busybox").is_file()
+    assert stored is not None and (view(stored, client.directory) / "bin/busybox").is_file()
 
 
 @pytest.mark.parametrize(("platform", "expected"), [(None, "amd64"), ("linux/arm64", "arm64")])
@@ -160,7 +161,7 @@ def test_an_index_gives_the_platform_asked_for(
 
     stored = client.store().get(image_id)
     assert stored is not None
-    assert (stored.rootfs / "etc/which").read_text() == expected
+    assert (view(stored, client.directory) / "etc/which").read_text() == expected
     assert stored.config.architecture == expected
 
 
@@ -172,7 +173,9 @@ def test_zstd_layers_are_pulled_and_unpacked(registries: Registries, client: Cli
         "application/vnd.oci.image.layer.v1.tar+zstd"
     ]
     stored = client.store().get(image_id)
-    assert stored is not None and (stored.rootfs / "etc/which").read_text() == "zstd"
+    assert (
+        stored is not None and (view(stored, client.directory) / "etc/which").read_text() == "zstd"
+    )
 
 
 def test_basic_auth_uses_the_credentials_file(registries: Registries, client: Client) -> None:
@@ -253,7 +256,8 @@ def test_a_killed_pull_leaves_nothing_a_later_pull_trusts(
 
     stored = client.store().get(image_id)
     assert stored is not None
-    assert sorted(p.name for p in stored.rootfs.iterdir()) == [f"blob{i}" for i in range(6)]
+    merged = view(stored, client.directory)
+    assert sorted(p.name for p in merged.iterdir()) == [f"blob{i}" for i in range(6)]
     client.assert_clean()
 
 
@@ -269,12 +273,16 @@ def test_two_pulls_at_once_share_the_store(registries: Registries, client: Clien
     client.assert_clean()
 
 
-def fake_container(root: Path, name: str, rootfs: Path) -> Path:
+def fake_container(root: Path, name: str, image: StoredImage) -> Path:
     """A container's bundle as the runtime writes it, reduced to what marks image use."""
     directory = root / "containers" / name
     directory.mkdir(parents=True)
-    overlay = {"lower": str(rootfs), "upper": "u", "work": "w", "idmap_lower": ""}
-    annotations = {"io.sdpod.rootfs.overlay": json.dumps(overlay), "io.sdpod.image": "x"}
+    overlay = {"lowers": [str(lower) for lower in image.lowers], "upper": "u", "work": "w"}
+    annotations = {
+        "io.sdpod.rootfs.overlay": json.dumps(overlay),
+        "io.sdpod.image": "x",
+        "io.sdpod.image.id": image.id,
+    }
     (directory / "config.json").write_text(json.dumps({"annotations": annotations}))
     return directory
 
@@ -284,7 +292,7 @@ def test_rm_and_prune_keep_what_a_container_uses(registries: Registries, client:
     unused = client.pull(f"{registries.open.host}/test/zstd:1")
     stored = client.store().get(used)
     assert stored is not None
-    bundle = fake_container(client.root, "web", stored.rootfs)
+    bundle = fake_container(client.root, "web", stored)
 
     refused = client.run("rm", used)
     assert refused.returncode == 1
@@ -428,7 +436,9 @@ def test_import_and_save_through_the_cli(registries: Registries, client: Client)
     layout = registries.images["multi"]
     image_id = client.ok("import", "--platform", "linux/arm64", f"{layout}:1").strip()
     stored = client.store().get(image_id)
-    assert stored is not None and (stored.rootfs / "etc/which").read_text() == "arm64"
+    assert (
+        stored is not None and (view(stored, client.directory) / "etc/which").read_text() == "arm64"
+    )
     archive = client.directory / "multi.tar"
 
     client.ok("save", "--format", "oci-archive", "--tag", "arm", image_id, str(archive))
@@ -440,4 +450,4 @@ def test_import_and_save_through_the_cli(registries: Registries, client: Client)
     assert again.store().names() == {"example.org/multi:arm": image_id}
     unpacked = client.directory / "unpacked"
     client.ok("unpack", image_id, str(unpacked))
-    assert tree(unpacked / "rootfs") == tree(stored.rootfs)
+    assert tree(unpacked / "rootfs") == tree(view(stored, client.directory))

@@ -53,22 +53,24 @@ def test_rootless_pull_maps_owners_and_rm_removes_them(
 
     image_id = ok(sandbox, "pull", "--tls-verify=false", reference).strip().splitlines()[-1]
 
-    rootfs = store / "images" / image_id.removeprefix("sha256:") / "rootfs"
-    owned = (rootfs / "www/owned").stat()
+    (found,) = json.loads(ok(sandbox, "inspect", reference))
+    (layer,) = (Path(path) for path in found["trees"])  # one layer: its tree is the image's
+    assert layer.parent.parent == store / "layers"
+    owned = (layer / "www/owned").stat()
     assert (owned.st_uid, owned.st_gid) != (33, 33)
     assert owned.st_uid == subuid_start(sandbox.user) + 32  # 0 is the user, 1.. the range
-    assert (rootfs / "bin/busybox").stat().st_uid == sandbox.uid()
+    assert (layer / "bin/busybox").stat().st_uid == sandbox.uid()
 
     unpacked = user_dir / "unpacked"
     ok(sandbox, "unpack", reference, str(unpacked))
-    assert tree(unpacked / "rootfs", owners=True) == tree(rootfs, owners=True)
+    assert tree(unpacked / "rootfs", owners=True) == tree(layer, owners=True)
 
-    (found,) = json.loads(ok(sandbox, "inspect", reference))
     own_blobs = [image_id, found["manifest"]["digest"], found["layers"][0]["digest"]]
 
     ok(sandbox, "rm", reference)
 
-    assert not rootfs.exists()
+    assert not layer.parent.exists()
+    assert not (store / "images" / image_id.removeprefix("sha256:")).exists()
     # The store may hold other tests' images; this one's blobs are its alone (the layer
     # has the file owned by 33 that no other image has).
     left = {p.name for p in (store / "blobs/sha256").iterdir()}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from support.imagetest import FIXTURES, make_image
+from support.imagetest import FIXTURES, make_image, view
 from support.mkimage import Dir, File, Layout, Symlink, layer_tar, machine_platform, sha256
 from support.trees import tree
 
@@ -62,7 +62,7 @@ def test_docker_archives_unpack_to_the_listed_trees(
 
     stored = import_path(store, FIXTURES / name, ImportOptions(tag=tag))
 
-    assert shape(tree(stored.rootfs)) == DOCKER_TREES[(name, tag)]
+    assert shape(tree(view(stored, tmp_path))) == DOCKER_TREES[(name, tag)]
     assert removal.verify(store, lambda line: None) == []
 
 
@@ -100,7 +100,7 @@ def test_docker_25_archive_is_arm64_and_says_so(tmp_path: Path) -> None:
     stored = import_path(store, path, ImportOptions(platform=parse_platform("linux/arm64")))
 
     assert stored.id.startswith("sha256:ee301c92")
-    assert shape(tree(stored.rootfs)) == {"/hello": ("file", "0o755", 9136)}
+    assert shape(tree(view(stored, tmp_path))) == {"/hello": ("file", "0o755", 9136)}
 
 
 def test_path_and_tag_are_split_only_where_the_path_exists(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_save_then_import_an_oci_archive_gives_the_same_image(tmp_path: Path) ->
     again = import_path(ImageStore(tmp_path / "other"), archive, ImportOptions(tag="v1"))
 
     assert again.id == first.id
-    assert tree(again.rootfs) == tree(first.rootfs)
+    assert tree(view(again, tmp_path)) == tree(view(first, tmp_path))
     with tarfile.open(archive) as tar:
         assert {"oci-layout", "index.json"} <= set(tar.getnames())
 
@@ -170,8 +170,8 @@ def test_zstd_layers_unpack(tmp_path: Path) -> None:
 
     stored = import_path(ImageStore(tmp_path / "store"), tmp_path / "layout", ImportOptions())
 
-    assert (stored.rootfs / "etc/motd").read_bytes() == b"zstd"
-    assert tree(stored.rootfs)["/motd"] == ("symlink", "etc/motd")
+    assert (view(stored, tmp_path) / "etc/motd").read_bytes() == b"zstd"
+    assert tree(view(stored, tmp_path))["/motd"] == ("symlink", "etc/motd")
 
 
 def test_a_damaged_zstd_layer_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.imagetest import FIXTURES
+from support.imagetest import FIXTURES, view
 from support.trees import tree
 
 from sdpod.config.model import LayoutImage
@@ -56,7 +56,7 @@ def shape(found: dict[str, tuple[object, ...]]) -> dict[str, tuple[object, ...]]
 
 
 def import_fixture(tmp_path: Path, layout: Path, tag: str) -> Path:
-    return ImageStore(tmp_path / "store").import_layout(LayoutImage(layout, tag)).rootfs
+    return view(ImageStore(tmp_path / "store").import_layout(LayoutImage(layout, tag)), tmp_path)
 
 
 @pytest.mark.parametrize("tag", ["1", "3", "4"])

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support.imagetest import make_image
+from support.imagetest import make_image, view
 from support.mkimage import (
     Descriptor,
     File,
@@ -165,7 +165,7 @@ def test_index_picks_this_machines_image(tmp_path: Path) -> None:
 
     assert str(resolved.manifest.digest) == here.digest
     stored = ImageStore(tmp_path / "store").import_layout(LayoutImage(tmp_path, "multi"))
-    assert (stored.rootfs / "arch").read_bytes() == b"native"
+    assert (view(stored, tmp_path) / "arch").read_bytes() == b"native"
 
 
 def test_index_without_this_machines_image_is_refused(tmp_path: Path) -> None:
@@ -242,7 +242,7 @@ def test_docker_schema2_media_types_are_read(tmp_path: Path) -> None:
 
     assert str(resolved.manifest.digest) == manifest
     assert stored.config.cmd == ("/hello",)
-    assert (stored.rootfs / "hello").read_bytes() == b"docker"
+    assert (view(stored, tmp_path) / "hello").read_bytes() == b"docker"
 
 
 def test_uncompressed_layers_are_read(tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_uncompressed_layers_are_read(tmp_path: Path) -> None:
 
     resolved = ImageLayout(image.path).resolve(image.tag)
     assert resolved.layers[0].descriptor.media_type == mt.OCI_LAYER
-    assert (stored.rootfs / "plain").read_bytes() == b"tar"
+    assert (view(stored, tmp_path) / "plain").read_bytes() == b"tar"
 
 
 def rewrite_manifest(layout_dir: Path, change: dict[str, object]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import support.mkimage
+from support.imagetest import view
 from support.mkimage import BUSYBOX_APPLETS, build_busybox_image
 
 from sdpod.config.model import LayoutImage
@@ -65,7 +66,7 @@ def test_busybox_image_imports_and_runs_its_busybox(tmp_path: Path) -> None:
 
     stored = ImageStore(tmp_path / "store").import_layout(LayoutImage(tmp_path / "img", "latest"))
 
-    rootfs = stored.rootfs
+    rootfs = view(stored, tmp_path)
     assert stored.config.cmd == ("httpd", "-f", "-v", "-p", "80", "-h", "/www")
     assert stored.config.env == (("PATH", "/bin"),)
     for applet in BUSYBOX_APPLETS:

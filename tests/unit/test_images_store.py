@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from support.imagetest import make_image, needs_root
 from support.mkimage import Dir, Entry, File, Symlink
+from support.overlayview import materialize
 
 from sdpod.errors import ImageError
 from sdpod.images.layout import ImageLayout
@@ -50,10 +51,20 @@ def test_import_applies_layers_and_keeps_the_config(tmp_path: Path) -> None:
     stored = store.import_layout(image)
 
     resolved = ImageLayout(image.path).resolve(image.tag)
+    base, top = (layer.diff_id for layer in resolved.layers)
+    assert base is not None and top is not None
+    chain = hashlib.sha256(f"{base} {top}".encode()).hexdigest()
     assert stored.id == resolved.id
-    assert stored.rootfs == tmp_path / "store/images" / resolved.id.split(":")[1] / "rootfs"
-    assert (stored.rootfs / "etc/motd").read_bytes() == b"hello"
-    assert (stored.rootfs / "etc/issue").read_bytes() == b"sdpod"
+    assert stored.layers == (
+        tmp_path / "store/layers" / base.hex / "tree",
+        tmp_path / "store/layers" / chain / "tree",
+    )
+    assert stored.lowers == stored.layers[::-1]
+    assert (stored.layers[0] / "etc/motd").read_bytes() == b"hello"
+    assert sorted(os.listdir(stored.layers[1] / "etc")) == ["issue"]
+    merged = materialize(stored.lowers, tmp_path / "merged")
+    assert (merged / "etc/motd").read_bytes() == b"hello"
+    assert (merged / "etc/issue").read_bytes() == b"sdpod"
     assert stored.config.cmd == ("cat", "/etc/motd")
     assert stored.config.env == (("A", "1"),)
     assert store.get(stored.id) == stored
@@ -76,7 +87,7 @@ def test_second_import_of_the_same_image_is_a_cheap_no_op(tmp_path: Path) -> Non
     image = make_image(tmp_path, LAYERS)
     store = ImageStore(tmp_path / "store")
     first = store.import_layout(image)
-    inode = first.rootfs.stat().st_ino
+    inode = first.layers[-1].stat().st_ino
     # Layers are not read again: an import that needed them would now fail.
     for layer in ImageLayout(image.path).resolve(image.tag).layers:
         (image.path / "blobs/sha256" / layer.descriptor.digest.hex).unlink()
@@ -84,7 +95,7 @@ def test_second_import_of_the_same_image_is_a_cheap_no_op(tmp_path: Path) -> Non
     again = store.import_layout(image)
 
     assert again == first
-    assert again.rootfs.stat().st_ino == inode
+    assert again.layers[-1].stat().st_ino == inode
 
 
 def test_unknown_and_malformed_ids(tmp_path: Path) -> None:
@@ -134,12 +145,13 @@ def test_interrupted_import_leaves_nothing_trusted_and_is_cleaned_next_time(
     with pytest.raises(KeyboardInterrupt):
         store.import_layout(image, unpack=interrupted)
     assert store.lookup(image) is None
-    assert len(os.listdir(store.tmp)) == 1
+    assert len(os.listdir(store.tmp)) == 2  # the staging directory of each layer
+    assert not (store.root / "layers").exists() or os.listdir(store.root / "layers") == []
     (store.blobs / ".tmp-half-written").write_bytes(b"x")
 
     stored = store.import_layout(image, unpack=forked)
 
-    assert (stored.rootfs / "etc/motd").read_bytes() == b"hello"
+    assert (stored.layers[0] / "etc/motd").read_bytes() == b"hello"
     assert os.listdir(store.tmp) == []
     assert not (store.blobs / ".tmp-half-written").exists()
 
@@ -223,9 +235,9 @@ def test_unpack_in_a_user_namespace_maps_the_owners(tmp_path: Path) -> None:
 
     stored = ImageStore(tmp_path / "store").import_layout(image, unpack=runner)
 
-    www = (stored.rootfs / "www").stat()
+    www = (stored.layers[0] / "www").stat()
     assert (www.st_uid, www.st_gid) == (200032, 200032)
-    assert (stored.rootfs / "www/i").stat().st_uid == 200032
+    assert (stored.layers[0] / "www/i").stat().st_uid == 200032
 
 
 @pytest.mark.namespaces

@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from support.imagetest import make_image
+from support.imagetest import make_image, view
 from support.mkimage import (
     Device,
     Dir,
@@ -88,11 +88,20 @@ def test_umoci_and_sdpod_unpack_the_same_tree(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
+    store = ImageStore(tmp_path / "store")
+    stored = store.import_layout(image)
 
-    stored = ImageStore(tmp_path / "store").import_layout(image)
-
-    theirs, ours = tree(bundle / "rootfs"), tree(stored.rootfs)
+    # `sdpod image unpack`, which applies the layers onto one tree, as umoci does...
+    (tmp_path / "whole").mkdir()
+    store.unpack_into(stored.id, tmp_path / "whole")
+    whole = tmp_path / "whole/rootfs"
+    theirs, ours = tree(bundle / "rootfs"), tree(whole)
     assert ours == theirs
-    assert inode_groups(stored.rootfs) == inode_groups(bundle / "rootfs")
+    assert inode_groups(whole) == inode_groups(bundle / "rootfs")
     assert ours["/opt/app/sub"] == ("dir", "0o755")  # the checks above did compare something
     assert "/opt/app/old" not in ours and "/opt/cache" not in ours
+
+    # ...and the store's layer trees, seen as a container's overlay stacks them.
+    merged = view(stored, tmp_path)
+    assert tree(merged) == theirs
+    assert inode_groups(merged) == inode_groups(bundle / "rootfs")

@@ -45,7 +45,7 @@ def stored_rootfs(root: Path, image_id: str) -> Path:
 
 
 def digest_for(container: Container, rootfs: Path, bundle: Path) -> str:
-    layout = oci.BundleLayout.under(bundle, rootfs, bundle / "volumes")
+    layout = oci.BundleLayout.under(bundle, (rootfs,), bundle / "volumes")
     spec = oci.build_spec(container, Image(), layout, MAPPING, Path("/usr/bin/tini-static"))
     project = Project(bundle / "web.toml", (container,), "web")
     properties = service_properties(container, project, launcher_argv(layout.bundle))
@@ -79,10 +79,10 @@ def test_a_changed_name_server_changes_the_definition(tmp_path: Path) -> None:
 def test_the_reference_is_what_the_container_shows_as_its_image(tmp_path: Path) -> None:
     container = Container("web", RegistryImage(REFERENCE))
     layout = oci.BundleLayout.under(
-        tmp_path / "bundle", stored_rootfs(tmp_path, "c" * 64), tmp_path / "volumes"
+        tmp_path / "bundle", (stored_rootfs(tmp_path, "c" * 64),), tmp_path / "volumes"
     )
     spec = oci.build_spec(container, Image(), layout, MAPPING, Path("/usr/bin/tini-static"))
-    assert spec["annotations"][oci.ANNOTATION_IMAGE] == REFERENCE  # type: ignore[index]
+    assert spec["annotations"][oci.ANNOTATION_IMAGE] == REFERENCE
 
 
 @pytest.mark.parametrize(("tls_verify", "flags"), [(True, ""), (False, "--tls-verify=false ")])

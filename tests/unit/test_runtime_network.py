@@ -37,7 +37,7 @@ class Image:
 def build(tmp_path: Path, network: Network, **changes: Any) -> dict[str, Any]:
     image = LayoutImage(Path("/images/web"), "latest")
     container = Container(name="web", image=image, network=network, **changes)
-    layout = oci.BundleLayout.under(tmp_path / "bundle", tmp_path / "lower", tmp_path / "vol")
+    layout = oci.BundleLayout.under(tmp_path / "bundle", (tmp_path / "lower",), tmp_path / "vol")
     shared_paths = SHARED_PATHS if network.mode is NetworkMode.CONTAINER else None
     return oci.build_spec(container, Image(), layout, MAPPING, shared=shared_paths)
 

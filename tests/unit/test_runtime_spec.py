@@ -21,6 +21,7 @@ from sdpod.config.model import (
     Tmpfs,
 )
 from sdpod.errors import RuntimeSetupError
+from sdpod.kernel.overlay import MAX_LOWER_LAYERS
 from sdpod.kernel.userns import IdMapping, IdRange
 from sdpod.runtime import spec as oci
 from sdpod.runtime.creation import mapping_of
@@ -64,7 +65,7 @@ def rootfs(tmp_path: Path) -> Path:
 
 
 def build(rootfs: Path, container: Container, image: Image = Image()) -> dict[str, object]:
-    layout = oci.BundleLayout.under(rootfs.parent / "bundle", rootfs, Path("/volumes"))
+    layout = oci.BundleLayout.under(rootfs.parent / "bundle", (rootfs,), Path("/volumes"))
     return oci.build_spec(container, image, layout, MAPPING, Path("/usr/bin/tini-static"))
 
 
@@ -93,11 +94,11 @@ def test_environment_merges_image_then_toml(rootfs: Path) -> None:
 
 
 def test_user_names_resolve_in_the_image(rootfs: Path) -> None:
-    assert oci.resolve_user("www", rootfs) == (33, 33, [44])
-    assert oci.resolve_user("", rootfs) == (0, 0, [44])
-    assert oci.resolve_user("1234:44", rootfs) == (1234, 44, [])
+    assert oci.resolve_user("www", (rootfs,)) == (33, 33, [44])
+    assert oci.resolve_user("", (rootfs,)) == (0, 0, [44])
+    assert oci.resolve_user("1234:44", (rootfs,)) == (1234, 44, [])
     with pytest.raises(RuntimeSetupError, match="nobody"):
-        oci.resolve_user("nobody", rootfs)
+        oci.resolve_user("nobody", (rootfs,))
 
 
 def test_mappings_and_ports_survive_the_round_trip(rootfs: Path) -> None:
@@ -187,7 +188,7 @@ def test_tmpfs_devices_secrets_and_named_volumes_are_mounts(rootfs: Path) -> Non
 
 def test_a_user_the_mapping_cannot_hold_is_refused_by_name(rootfs: Path) -> None:
     single = IdMapping(uids=(IdRange(0, 1000, 1),), gids=(IdRange(0, 1000, 1),))
-    layout = oci.BundleLayout.under(rootfs.parent / "bundle", rootfs, Path("/volumes"))
+    layout = oci.BundleLayout.under(rootfs.parent / "bundle", (rootfs,), Path("/volumes"))
     with pytest.raises(RuntimeSetupError, match=r"its user www \(uid 33, gid 33\) has no host id"):
         oci.build_spec(make_container(user="www"), Image(), layout, single)
 
@@ -195,3 +196,58 @@ def test_a_user_the_mapping_cannot_hold_is_refused_by_name(rootfs: Path) -> None
 def test_hostname_is_the_environment_s_too(rootfs: Path) -> None:
     config = build(rootfs, make_container(hostname="web.home.arpa"))
     assert "HOSTNAME=web.home.arpa" in config["process"]["env"]  # type: ignore[index]
+
+
+def test_the_overlay_stacks_the_layer_trees_top_first(rootfs: Path, tmp_path: Path) -> None:
+    lowers = (tmp_path / "top", rootfs)
+    layout = oci.BundleLayout.under(tmp_path / "bundle", lowers, Path("/volumes"))
+    spec = oci.build_spec(
+        make_container(), Image(), layout, MAPPING, idmap_lower=True, image_id="sha256:" + "a" * 64
+    )
+
+    annotations = spec["annotations"]
+    overlay = json.loads(annotations[oci.ANNOTATION_OVERLAY])
+    assert overlay == {
+        "lowers": [str(tmp_path / "top"), str(rootfs)],
+        "attach": str(tmp_path / "bundle/lower"),
+        "upper": str(tmp_path / "bundle/upper"),
+        "work": str(tmp_path / "bundle/work"),
+        "idmap": True,
+    }
+    assert annotations[oci.ANNOTATION_IMAGE_ID] == "sha256:" + "a" * 64
+    assert layout.lower_attach(1) == tmp_path / "bundle/lower/1"
+
+
+def test_overlay_options_name_layers_by_index_from_where_they_are_mounted() -> None:
+    dirs = {
+        "lowers": ["/a/very/long/path/" + "x" * 200 + f"/{i}" for i in range(3)],
+        "attach": "/home/user/.local/share/sdpod/containers/web/lower",
+        "upper": "/home/user/.local/share/sdpod/containers/web/upper",
+        "work": "/home/user/.local/share/sdpod/containers/web/work",
+    }
+
+    where, data = oci.overlay_mount(dirs)
+
+    assert where == dirs["attach"]
+    assert data == "lowerdir=0:1:2,upperdir=../upper,workdir=../work,userxattr"
+
+
+def test_as_many_layers_as_overlayfs_stacks_fit_in_one_page(tmp_path: Path) -> None:
+    lowers = [tmp_path / ("layer" * 40) / str(i) for i in range(MAX_LOWER_LAYERS)]
+    layout = oci.BundleLayout.under(tmp_path / ("bundle" * 30), lowers, Path("/volumes"))
+
+    dirs = json.loads(oci.overlay_annotation(layout, idmap=False))
+    _, data = oci.overlay_mount(dirs)
+
+    assert len(data) <= oci.MOUNT_DATA_MAX
+    assert data.startswith("lowerdir=0:1:2:") and ":499," in data
+
+
+@pytest.mark.parametrize("count", [0, MAX_LOWER_LAYERS + 1])
+def test_more_layers_than_overlayfs_stacks_are_refused(tmp_path: Path, count: int) -> None:
+    layout = oci.BundleLayout.under(
+        tmp_path / "bundle", [tmp_path / str(i) for i in range(count)], Path("/volumes")
+    )
+
+    with pytest.raises(RuntimeSetupError, match=f"{count} layer trees: overlayfs stacks 1 to 500"):
+        oci.overlay_annotation(layout, idmap=False)
