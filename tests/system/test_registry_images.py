@@ -99,11 +99,10 @@ def listed_id(project: Project, reference: str) -> str | None:
     return None
 
 
-def lower_dir(project: Project) -> str:
-    """The image root filesystem the container's overlay is made of, from its config.json."""
+def image_of(project: Project) -> str:
+    """The id of the stored image the container was made from, from its config.json."""
     config = json.loads((project.container_dir / "config.json").read_text())
-    overlay = json.loads(config["annotations"]["io.sdpod.rootfs.overlay"])
-    return str(overlay["lower"])
+    return str(config["annotations"]["io.sdpod.image.id"])
 
 
 def remove_image(project: Project, reference: str) -> None:
@@ -126,7 +125,7 @@ def test_up_pulls_the_image_and_runs_it(
     assert_running(project)
     image_id = listed_id(project, reference)
     assert image_id is not None
-    assert image_id in lower_dir(project)
+    assert image_id in image_of(project)
 
     down = project.down()
     assert down.returncode == 0, ok(down)
@@ -160,7 +159,7 @@ def test_pull_always_replaces_the_container_once_the_tag_moves(
     assert first.returncode == 0, ok(first)
     before = assert_running(project)
     first_id = listed_id(project, reference)
-    assert first_id is not None and first_id in lower_dir(project)
+    assert first_id is not None and first_id in image_of(project)
 
     # Asking the registry again for the same image changes nothing.
     again = project.up()
@@ -176,7 +175,7 @@ def test_pull_always_replaces_the_container_once_the_tag_moves(
     assert after["MainPID"] != before["MainPID"]
     second_id = listed_id(project, reference)
     assert second_id is not None and second_id != first_id
-    assert second_id in lower_dir(project)
+    assert second_id in image_of(project)
 
     down = project.down()
     assert down.returncode == 0, ok(down)

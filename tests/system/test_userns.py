@@ -85,9 +85,10 @@ def image_owners(listing: str) -> dict[str, tuple[str, str, str]]:
     return {row[-1]: (row[0], row[2], row[3]) for row in rows}
 
 
-def lower_of(project: Project) -> Path:
+def lowers_of(project: Project) -> list[Path]:
     spec = json.loads((project.container_dir / "config.json").read_text())
-    return Path(json.loads(spec["annotations"]["io.sdpod.rootfs.overlay"])["lower"])
+    lowers = json.loads(spec["annotations"]["io.sdpod.rootfs.overlay"])["lowers"]
+    return [Path(lower) for lower in lowers]
 
 
 def test_keep_id_keeps_the_users_id_inside_and_on_volume_files(project: Project) -> None:
@@ -107,13 +108,16 @@ def test_keep_id_keeps_the_users_id_inside_and_on_volume_files(project: Project)
         "setuid": ("-rwsr-xr-x", "0", "0"),
     }
 
-    # The image was unpacked again for the mapping; `rm` takes that copy with it.
-    lower = lower_of(project)
-    assert lower.parent.parent.name == "mapped", lower
+    # The image's layers were unpacked again for the mapping, into trees named by it;
+    # `rm` takes those with it, and the store's own trees stay.
+    lowers = lowers_of(project)
+    own = [lower.parent.with_name(lower.parent.name.partition("-")[0]) / "tree" for lower in lowers]
+    assert all("-" in lower.parent.name for lower in lowers), lowers
+    assert all(tree.is_dir() for tree in own)
     removed = project.sdpod("rm", "--force", project.name)
     assert removed.returncode == 0, removed.stderr
-    assert not lower.exists()
-    assert (lower.parent.parent.parent / "rootfs").is_dir()
+    assert not any(lower.exists() for lower in lowers)
+    assert all(tree.is_dir() for tree in own)
 
 
 def test_an_explicit_map_within_the_grants_runs_with_those_ids(project: Project) -> None:
