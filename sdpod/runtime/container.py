@@ -7,19 +7,21 @@ a new PID namespace. That second process builds the root file system, pivots int
 waits to be released, and execs the container's command. It is released by the
 launcher's word on a pipe (`go`), or, for `sdpod runtime create`, by `start` opening
 the container's exec FIFO. Both end in `os._exit` or `execve`: neither can ever return
-into the parent's code. Only the system call boundary and the pure mount plan are used.
+into the parent's code. Only the system call boundary, the pure mount plan and the
+terminal's helpers (standard library only) are used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sdpod.kernel import seccomp, syscalls, userns
-from sdpod.runtime import hooks, mounts, namespaces, provision, shared
+from sdpod.runtime import hooks, mounts, namespaces, provision, shared, terminal
 from sdpod.runtime.process import (
     apply_process,
     check_command,
@@ -63,6 +65,9 @@ class Channels:
     exec_fifo: int = -1
     hooks: bool = False
     """Whether the parent takes part in the spec's hooks; the launcher does not."""
+    console: int = -1
+    """A connected unix socket that the init sends its terminal's master to, where
+    `process.terminal` asks for one (`sdpod.runtime.terminal`)."""
 
 
 def run_child(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn:
@@ -114,7 +119,7 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         check_command(_payload(process["args"]), process_environment(process).get("PATH", ""))
         errors = _wait_for_release(channels)
         hooks.run_all(spec, "startContainer", _with_status(state, "created"))
-        _exec_process(spec, errors)
+        _exec_process(spec, errors, channels.console)
     except BaseException as error:
         _report(errors, error)
     os._exit(127)
@@ -247,10 +252,16 @@ def _wait_for_release(channels: Channels) -> int:
     return fifo
 
 
-def _exec_process(spec: dict[str, Any], errors_fd: int) -> NoReturn:
+def _exec_process(spec: dict[str, Any], errors_fd: int, console: int) -> NoReturn:
     process = spec["process"]
     env = process_environment(process)
-    apply_process(process, spec.get("linux", {}).get("seccomp"))
+    # The terminal is opened as the process's user, so that it is its own (devpts(5)).
+    last_step = None
+    if process.get("terminal"):
+        if console < 0:
+            raise ValueError("process.terminal is set, but no console socket was given")
+        last_step = functools.partial(terminal.attach_console, console)
+    apply_process(process, spec.get("linux", {}).get("seccomp"), last_step)
     close_fds_but(errors_fd)
     exec_command(process["args"], env)
 

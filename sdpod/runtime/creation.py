@@ -59,7 +59,9 @@ class Creation:
     """A container whose processes run and whose init is not yet released into exec.
 
     The descriptors in `trees` and `joined` are the child's from now on: they are
-    closed here once it has them.
+    closed here once it has them. `console`, a connected unix socket that the init sends
+    its terminal's master to (`sdpod.runtime.terminal.connect_console_socket`), stays
+    the caller's to close.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Creation:
         joined: shared.Joined = (),
         exec_fifo: int = -1,
         hooks: bool = False,
+        console: int = -1,
     ) -> None:
         self.spec = spec
         self.init = 0
@@ -79,7 +82,7 @@ class Creation:
         self._child = os.fork()
         if self._child == 0:
             channels = self._pipes.child_side(
-                trees=trees, joined=joined, exec_fifo=exec_fifo, hooks=hooks
+                trees=trees, joined=joined, exec_fifo=exec_fifo, hooks=hooks, console=console
             )
             run_child(spec, rootfs, channels)
         self._pipes.parent_side()

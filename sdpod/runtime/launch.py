@@ -57,8 +57,13 @@ def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
 INIT_FAILURE_GRACE = 0.5
 
 
-def launch(bundle: Path) -> int:
-    """Start the container of `bundle`; return the PID of its init once it runs."""
+def launch(bundle: Path, console: int = -1) -> int:
+    """Start the container of `bundle`; return the PID of its init once it runs.
+
+    `console` is a connected unix socket, inherited by the init, which sends it the
+    master of its terminal where the spec's `process.terminal` asks for one
+    (`sdpod.runtime.terminal`). The caller closes it once this returns.
+    """
     spec = load_spec(bundle)
     readiness.give_notify_socket(spec, dict(os.environ))
     rootfs = str(bundle / spec["root"]["path"])
@@ -71,7 +76,7 @@ def launch(bundle: Path) -> int:
     network = spec.get("annotations", {}).get(ANNOTATION_NETWORK, "slirp4netns")
     joined = shared.open_joined(spec, shared.network_owner(network))
     trees = _idmapped_trees(spec)
-    creation = Creation(spec, rootfs, trees=trees, joined=joined)
+    creation = Creation(spec, rootfs, trees=trees, joined=joined, console=console)
     try:
         init = creation.prepare(leaves.container if leaves else None)
         try:
@@ -146,12 +151,12 @@ def main(bundle: Path) -> int:
     init = launch(bundle)
     spec = load_spec(bundle)
     name = spec.get("annotations", {}).get(ANNOTATION_NAME, bundle.name)
-    _record_start(name, init)
+    record_start(name, init)
     notify.notify(readiness.ready_message(spec, init, name))
     return 0
 
 
-def _record_start(name: str, init: int) -> None:
+def record_start(name: str, init: int) -> None:
     """Write the init's PID for `sdpod exec` and the health checks, and links to its
     namespaces for containers that share its network; forget the last start's health:
     this start is checked afresh."""

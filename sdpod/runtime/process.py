@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sdpod.kernel import capabilities, seccomp, syscalls
@@ -47,9 +48,17 @@ def process_environment(process: dict[str, Any]) -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in process.get("env", []) if "=" in entry)
 
 
-def apply_process(process: dict[str, Any], profile: dict[str, Any] | None = None) -> None:
+def apply_process(
+    process: dict[str, Any],
+    profile: dict[str, Any] | None = None,
+    last_step: Callable[[], None] | None = None,
+) -> None:
     """Give the calling process the spec's limits, umask, capabilities, user, groups,
-    no_new_privs, seccomp filter `profile` (OCI `linux.seccomp`) and directory."""
+    no_new_privs, seccomp filter `profile` (OCI `linux.seccomp`) and directory.
+
+    `last_step` runs as the process's user, in its directory, before the filter where
+    no_new_privs lets that come last: the terminal (`sdpod.runtime.terminal`).
+    """
     set_rlimits(process.get("rlimits", []))
     user = process.get("user", {})
     os.umask(user.get("umask", DEFAULT_UMASK))
@@ -73,6 +82,8 @@ def apply_process(process: dict[str, Any], profile: dict[str, Any] | None = None
     if no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
     os.chdir(process.get("cwd", "/"))
+    if last_step is not None:
+        last_step()
     if profile and no_new_privileges:
         seccomp.load(profile)
 
