@@ -8,11 +8,17 @@ child forks again; the grandchild takes the spec's capabilities, user, groups, d
 and environment, and execs the command. The child waits for it and exits with its
 status, which the caller returns. Between fork and exec only the system call boundary
 and the container module's helpers run.
+
+With a terminal, the grandchild opens a pty of the container's devpts as the command's
+user, makes it its controlling terminal in a session of its own, and sends the master to
+the caller over a socket pair (`sdpod.runtime.terminal`); the caller relays it to the
+user's terminal and forwards the signals that would end it to the command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -24,7 +30,8 @@ from typing import Any, NoReturn
 from sdpod import paths
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import seccomp, syscalls
-from sdpod.runtime import cgroup, shared
+from sdpod.runtime import cgroup, shared, terminal
+from sdpod.runtime.attach import Forwarder, exit_status, wait_attached
 from sdpod.runtime.process import (
     apply_process,
     check_command,
@@ -45,7 +52,6 @@ NAMESPACES = (
     ("ipc", syscalls.CLONE_NEWIPC),
     ("cgroup", syscalls.CLONE_NEWCGROUP),
 )
-SIGNAL_EXIT_BASE = 128
 
 Attach = Callable[[int], None]
 """Moves a process, by host PID, into the container's cgroup leaf."""
@@ -65,6 +71,8 @@ class RunningContainer:
     name: str
     init_pid: int
     spec: dict[str, Any]
+    unit: str = ""
+    """The unit whose cgroup holds the init: its service, or the scope of `sdpod run`."""
 
     @property
     def leaf(self) -> Path | None:
@@ -79,6 +87,7 @@ def run(
     *,
     stdio: Stdio = Stdio(),
     attach: Attach | None = None,
+    terminal: bool = False,
 ) -> int:
     """Run `argv` in the container whose init is `init_pid`; return its exit status.
 
@@ -86,14 +95,23 @@ def run(
     With a `timeout`, the command runs in a process group of its own, which is killed
     when the time is up; then TimeoutError is raised. `attach` moves the child into the
     container's cgroup leaf (default: writing its cgroup.procs directly).
+
+    With `terminal`, the command gets a terminal of its own, relayed to `stdio`'s stdin
+    (None: the caller's; reading stops at its end) and stdout (None: the caller's), and
+    the caller's SIGTERM, SIGINT, SIGHUP and SIGQUIT go to the command. It takes no
+    `timeout`.
     """
     if not argv:
         raise RuntimeSetupError("failed to run a command in the container: no command given")
+    if terminal and timeout is not None:
+        raise ValueError("a command with a terminal runs without a timeout")
     if spec.get("linux", {}).get("seccomp"):
         seccomp.preload()
     namespaces = open_namespaces(init_pid)
     attach = attach or join_leaf(container_leaf(init_pid))
     try:
+        if terminal:
+            return _with_terminal(namespaces, spec, list(argv), stdio, attach)
         return _fork_and_wait(namespaces, spec, list(argv), timeout, stdio, attach)
     finally:
         for fd, _ in namespaces:
@@ -176,8 +194,9 @@ def join_leaf_or_ask(leaf: Path | None, unit: str) -> Attach:
 def find_running(name: str, bundle: Path | None = None) -> RunningContainer:
     """The container `name` if its init runs, from its bundle and its PID file.
 
-    The PID is trusted only if that process sits in the container's unit's cgroup: a
-    PID file outlives its process, and the number may since belong to another one.
+    The PID is trusted only if that process sits in the cgroup of the container's unit,
+    its service or the scope of `sdpod run`: a PID file outlives its process, and the
+    number may since belong to another one.
     """
     spec = read_spec(bundle or paths.container_dir(name))
     try:
@@ -186,12 +205,14 @@ def find_running(name: str, bundle: Path | None = None) -> RunningContainer:
     except (OSError, ValueError):
         own = ""
         init_pid = 0
-    if f"/sdpod-{name}.service" not in own:
+    units = (f"sdpod-{name}.service", f"sdpod-{name}.scope")
+    unit = next((unit for unit in units if f"/{unit}/" in f"{own}/"), "")
+    if not unit:
         raise RuntimeSetupError(
             f"failed to find the running container {name}: it is not running",
             hint=f"`systemctl --user status sdpod-{name}.service` shows what its unit does",
         )
-    return RunningContainer(name, init_pid, spec)
+    return RunningContainer(name, init_pid, spec, unit)
 
 
 def read_spec(bundle: Path) -> dict[str, Any]:
@@ -209,12 +230,6 @@ def read_spec(bundle: Path) -> dict[str, Any]:
     return spec
 
 
-def exit_status(wait_status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 plus the signal."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    return SIGNAL_EXIT_BASE - code if code < 0 else code
-
-
 # -- the caller's side -------------------------------------------------------------------
 
 
@@ -226,6 +241,53 @@ def _fork_and_wait(
     stdio: Stdio,
     attach: Attach,
 ) -> int:
+    options = _Options(timeout is not None, stdio)
+    with _started(namespaces, spec, argv, options, attach) as (child, grandchild):
+        return _wait(child, grandchild, timeout, argv[0])
+
+
+def _with_terminal(
+    namespaces: list[tuple[int, int]],
+    spec: dict[str, Any],
+    argv: list[str],
+    stdio: Stdio,
+    attach: Attach,
+) -> int:
+    """Start the command on a terminal of its own; relay it until the command ends."""
+    ours, theirs = terminal.console_pair()
+    options = _Options(False, Stdio(), theirs.fileno())
+    with ours, theirs, _started(namespaces, spec, argv, options, attach) as started:
+        theirs.close()
+        child, grandchild = started
+        # The command sent its terminal before exec, which `_started` has waited for.
+        master, _ = terminal.receive_fd(ours)
+        try:
+            with Forwarder() as forwarder:
+                forwarder.target(grandchild)
+                stdin = 0 if stdio.stdin is None else stdio.stdin
+                stdout = 1 if stdio.stdout is None else stdio.stdout
+                return wait_attached(child, master, stdin, stdout)
+        finally:
+            os.close(master)
+
+
+@dataclass(frozen=True)
+class _Options:
+    own_group: bool
+    stdio: Stdio
+    console: int | None = None
+
+
+@contextlib.contextmanager
+def _started(
+    namespaces: list[tuple[int, int]],
+    spec: dict[str, Any],
+    argv: list[str],
+    options: _Options,
+    attach: Attach,
+) -> Iterator[tuple[int, int]]:
+    """Fork the child, release it once in the cgroup, and give the body the child's and
+    the command's PIDs once the command runs; kill and reap the child on any error."""
     go_r, go_w = os.pipe()
     pid_r, pid_w = os.pipe()
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
@@ -234,7 +296,7 @@ def _fork_and_wait(
         os.close(go_w)
         os.close(pid_r)
         os.close(errors_r)
-        _child(namespaces, spec, argv, timeout is not None, stdio, (go_r, pid_w, errors_w))
+        _child(namespaces, spec, argv, options, (go_r, pid_w, errors_w))
     for fd in (go_r, pid_w, errors_w):
         os.close(fd)
 
@@ -244,8 +306,7 @@ def _fork_and_wait(
         failure = errors.read().decode(errors="replace")
         if failure:
             raise RuntimeSetupError(f"failed to run {argv[0]!r} in the container: {failure}")
-        status = _wait(child, grandchild, timeout, argv[0])
-    return status
+        yield child, grandchild
 
 
 def _release(child: int, attach: Attach, go_w: int) -> None:
@@ -312,8 +373,7 @@ def _child(
     namespaces: list[tuple[int, int]],
     spec: dict[str, Any],
     argv: list[str],
-    own_group: bool,
-    stdio: Stdio,
+    options: _Options,
     pipes: tuple[int, int, int],
 ) -> NoReturn:
     """Wait to be moved into the cgroup, join the namespaces, fork, wait, exit with its status."""
@@ -328,7 +388,7 @@ def _child(
             syscalls.setns(fd, flag)
         grandchild = os.fork()
         if grandchild == 0:
-            _grandchild(spec, argv, own_group, stdio, errors_w)
+            _grandchild(spec, argv, options, errors_w)
         os.close(errors_w)
         os.write(pid_w, f"{grandchild}\n".encode())
         os.close(pid_w)
@@ -341,14 +401,15 @@ def _child(
 
 
 def _grandchild(
-    spec: dict[str, Any], argv: list[str], own_group: bool, stdio: Stdio, errors_w: int
+    spec: dict[str, Any], argv: list[str], options: _Options, errors_w: int
 ) -> NoReturn:
     """In the container's PID namespace: the spec's process settings, then exec."""
     try:
         for number in _TERMINAL_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
-        if own_group:
+        if options.own_group:
             os.setpgid(0, 0)
+        stdio = options.stdio
         for target, fd in enumerate((stdio.stdin, stdio.stdout, stdio.stderr)):
             if fd is not None:
                 os.dup2(fd, target)
@@ -356,7 +417,11 @@ def _grandchild(
         process = spec["process"]
         env = process_environment(process)
         check_command(argv[0], env.get("PATH", ""))
-        apply_process(process, spec.get("linux", {}).get("seccomp"))
+        # The terminal is opened as the command's user, so that it is its own (devpts(5)).
+        last_step = None
+        if options.console is not None:
+            last_step = functools.partial(terminal.attach_console, options.console)
+        apply_process(process, spec.get("linux", {}).get("seccomp"), last_step)
         close_fds_but(errors_w)
         exec_command(argv, env)
     except BaseException as error:

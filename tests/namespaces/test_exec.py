@@ -8,6 +8,7 @@ launcher's own test.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.mkimage import build_busybox_image
+from support.terminal import PROMPT, Terminal, exercise_shell
 
 from namespaces.common import MAPPING, MARKS, remove_cgroup
 from sdpod.config.model import Container, LayoutImage
@@ -203,3 +205,57 @@ def test_a_process_that_is_gone_is_reported() -> None:
     gone.wait()
     with pytest.raises(RuntimeSetupError, match="no longer exists"):
         exec.run(gone.pid, {"process": {}}, ["true"])
+
+
+# -- with a terminal -------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+# The user's side of `sdpod exec -it`: exec.run with a terminal, its stdio the user's pty.
+EXEC_WITH_TERMINAL = """
+import json, sys
+from sdpod.runtime import exec
+spec = json.loads(open(sys.argv[2]).read())
+sys.exit(exec.run(int(sys.argv[1]), spec, sys.argv[3:], terminal=True))
+"""
+
+
+def exec_on_terminal(
+    launched: Launched, tmp_path: Path, argv: list[str], size: tuple[int, int]
+) -> Terminal:
+    spec = tmp_path / "config.json"
+    spec.write_text(json.dumps(launched.spec))
+    command = [sys.executable, "-c", EXEC_WITH_TERMINAL, str(launched.init_pid), str(spec)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return Terminal.start([*command, *argv], env=env, size=size)
+
+
+def test_a_shell_on_a_terminal_has_job_control(launched: Launched, tmp_path: Path) -> None:
+    with exec_on_terminal(launched, tmp_path, ["sh"], (30, 90)) as term:
+        exercise_shell(term, (30, 90))
+        term.send("exit 7\r")
+        assert term.wait() == 7, term.transcript()
+
+
+def test_a_signal_death_on_a_terminal_is_128_plus_the_signal(
+    launched: Launched, tmp_path: Path
+) -> None:
+    with exec_on_terminal(launched, tmp_path, ["sh"], (24, 80)) as term:
+        term.expect(PROMPT)
+        term.send("kill -9 $$\r")
+        assert term.wait() == 128 + 9, term.transcript()
+
+
+def test_the_terminal_is_the_containers_and_the_commands_users(
+    launched: Launched, tmp_path: Path
+) -> None:
+    script = 'ls -ln "$(tty)"; ls /dev/pts; cut -d" " -f6 /proc/$$/stat; echo "self $$"'
+    with exec_on_terminal(launched, tmp_path, ["sh", "-c", script], (24, 80)) as term:
+        assert term.wait() == 0, term.transcript()
+    words = term.transcript().split()
+    # crw--w---- 1 0 0 136, 0 ... /dev/pts/0: the container's root owns its terminal,
+    # one of the container's own devpts, where only its own ptys are.
+    assert words[0].startswith("crw") and words[2:4] == ["0", "0"], words
+    assert words[-6].startswith("/dev/pts/"), words
+    assert "ptmx" in words
+    # The command leads a session of its own.
+    assert words[-3] == words[-1], words

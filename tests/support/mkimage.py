@@ -62,7 +62,9 @@ BUSYBOX_APPLETS = (
     "ps",
     "sh",
     "sleep",
+    "stty",
     "true",
+    "tty",
     "wget",
 )
 
