@@ -57,6 +57,18 @@ SUBID_HINT = (
 )
 
 
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+
+
+def is_image_xattr(name: str) -> bool:
+    """Whether an image may set this extended attribute: user attributes and file
+    capabilities, but never overlayfs's own markers (a layer could fake whiteouts with
+    them) nor trusted or security labels, which belong to the host."""
+    if name.startswith(("user.overlay.", "trusted.", "security.")):
+        return name == "security.capability"
+    return name.startswith("user.")
+
+
 @dataclass(frozen=True)
 class LayerFile:
     """A verified layer blob on disk, and the digest of its tar when the image names it."""
@@ -71,9 +83,17 @@ class Skipped:
     """Device nodes left out: a container gets its devices from the runtime."""
 
     devices: list[str] = field(default_factory=list)
+    xattrs: list[str] = field(default_factory=list)
 
     def warn(self) -> None:
         """Say once what was left out."""
+        if self.xattrs:
+            log.warning(
+                "skipped %d extended attribute(s), first %r: not the image's to set, or "
+                "not taken by this file system",
+                len(self.xattrs),
+                self.xattrs[0],
+            )
         if self.devices:
             log.warning(
                 "skipped %d device node(s), first %r: devices come from the runtime, not the image",
@@ -369,6 +389,7 @@ class _Entry:
             if replaced:
                 overlay.set_opaque(fd)
             self.own(fd)
+            self.set_xattrs(fd)
         finally:
             os.close(fd)
         self.layer.dir_attrs[(*parent.real, base)] = (self.member.mode & 0o7777, self.mtime)
@@ -383,7 +404,9 @@ class _Entry:
                 shutil.copyfileobj(source, out, CHUNK)
             out.flush()
             self.own(fd)
-            # chown(2) clears the set-user-ID and set-group-ID bits: the mode comes after.
+            # chown(2) clears file capabilities, and set-user-ID and set-group-ID bits:
+            # the extended attributes and the mode come after it.
+            self.set_xattrs(fd)
             os.chmod(fd, self.member.mode & 0o7777)
             os.utime(fd, ns=(self.mtime, self.mtime))
 
@@ -425,6 +448,24 @@ class _Entry:
             raise self.fail(f"its target {self.member.linkname!r} is a directory")
         _remove(parent.fd, base)
         os.link(src, base, src_dir_fd=source.fd, dst_dir_fd=parent.fd, follow_symlinks=False)
+
+    def set_xattrs(self, fd: int) -> None:
+        """The entry's extended attributes (PAX `SCHILY.xattr.NAME`), where they are the
+        image's to give and the file system takes them; the rest are skipped, with one
+        warning for the image."""
+        for key, value in self.member.pax_headers.items():
+            if not key.startswith(XATTR_PAX_PREFIX):
+                continue
+            name = key.removeprefix(XATTR_PAX_PREFIX)
+            if not is_image_xattr(name):
+                self.layer.skipped.xattrs.append(f"{self.label}: {name}")
+                continue
+            try:
+                os.setxattr(fd, name, value.encode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.E2BIG):
+                    raise
+                self.layer.skipped.xattrs.append(f"{self.label}: {name}")
 
     def own(self, fd: int) -> None:
         self.chown(lambda: os.chown(fd, self.member.uid, self.member.gid))

@@ -77,6 +77,7 @@ class File:
     uid: int = 0
     gid: int = 0
     mtime: int = EPOCH
+    xattrs: tuple[tuple[str, str], ...] = ()  # PAX SCHILY.xattr records
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _tarinfo(entry: Entry) -> tuple[tarfile.TarInfo, bytes | None]:
     if isinstance(entry, File):
         info.type, info.size, info.mode = tarfile.REGTYPE, len(entry.content), entry.mode
         info.uid, info.gid, info.mtime = entry.uid, entry.gid, entry.mtime
+        info.pax_headers = {f"SCHILY.xattr.{name}": value for name, value in entry.xattrs}
         return info, entry.content
     if isinstance(entry, Dir):
         info.type, info.mode = tarfile.DIRTYPE, entry.mode

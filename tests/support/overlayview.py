@@ -94,5 +94,13 @@ def _copy(path: Path, st: os.stat_result, target: Path, links: dict[tuple[int, i
     if os.geteuid() == 0:
         os.lchown(target, st.st_uid, st.st_gid)
     if not stat.S_ISLNK(st.st_mode):
+        _copy_user_xattrs(path, target)
         os.chmod(target, stat.S_IMODE(st.st_mode))
     os.utime(target, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _copy_user_xattrs(path: Path, target: Path) -> None:
+    """The user attributes an overlay shows: all but its own markers."""
+    for name in os.listxattr(path, follow_symlinks=False):
+        if name.startswith("user.") and not name.startswith("user.overlay."):
+            os.setxattr(target, name, os.getxattr(path, name, follow_symlinks=False))

@@ -321,3 +321,28 @@ def test_directory_replaced_later_in_its_own_layer(tmp_path: Path, unpacked: Unp
 
     assert (rootfs / "a").read_bytes() == b"now a file"
     assert stat.S_IMODE((rootfs / "a").stat().st_mode) == 0o600
+
+
+def test_extended_attributes_are_kept_where_they_are_the_image_s(
+    tmp_path: Path, unpacked: Unpacked, caplog: pytest.LogCaptureFixture
+) -> None:
+    layer: list[Entry] = [
+        Dir("srv"),
+        File(
+            "srv/tagged",
+            b"x",
+            xattrs=(
+                ("user.origin", "layer one"),
+                ("user.overlay.opaque", "y"),
+                ("trusted.overlay.whiteout", "y"),
+            ),
+        ),
+    ]
+
+    with caplog.at_level(logging.WARNING):
+        rootfs = unpacked(tmp_path, [layer])
+
+    path = rootfs / "srv/tagged"
+    assert os.getxattr(path, "user.origin") == b"layer one"
+    assert "user.overlay.opaque" not in os.listxattr(path)
+    assert "skipped 2 extended attribute(s)" in caplog.text
