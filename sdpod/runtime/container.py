@@ -211,6 +211,9 @@ def _pivot_into(rootfs: str) -> None:
     # files and needs no directory for the old root (pivot_root(2), NOTES).
     os.chdir(rootfs)
     syscalls.pivot_root(".", ".")
+    # Where rootfsPropagation is not recursive, mounts of the old root may still be
+    # shared with the host's: as slaves, their unmounting stays here (mount_namespaces(7)).
+    syscalls.mount(None, ".", None, syscalls.MS_SLAVE | syscalls.MS_REC)
     syscalls.umount(".", syscalls.MNT_DETACH)
     os.chdir("/")
 

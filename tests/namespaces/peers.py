@@ -171,6 +171,10 @@ def probe(peer: Peer, workspace: Workspace, bundle: Path) -> dict[str, str]:
     """What the probe reports when `peer` runs the bundle."""
     done = run(peer, workspace, bundle, ["run", "--bundle", str(bundle), workspace.container_id])
     assert done.returncode == 0, f"{peer.runtime} failed ({done.returncode}): {done.stderr}"
+    # `run` deletes what it made: a cgroup left at the root would mean it could not (as
+    # when the container's unmounting reached the runtime's own /sys/fs/cgroup).
+    mount = cgroup.cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    assert mount is None or not (mount / workspace.container_id).exists(), peer.runtime
     return parse(done.stdout)
 
 
