@@ -432,13 +432,20 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
     lowers: list[Path] = []
     with Manager.connect() as manager:
         for name in names:
-            unit = f"sdpod-{name}.service"
-            if is_running(manager, unit) and not force:
+            # Its service, or the scope of `sdpod run`.
+            units = (f"sdpod-{name}.service", f"sdpod-{name}.scope")
+            running = [unit for unit in units if is_running(manager, unit)]
+            if running and not force:
+                if running[0] == units[1]:
+                    stop = "end its `sdpod run`"
+                else:
+                    stop = f"`sdpod down {owner_of(name) or 'FILE'}`"
                 raise SdpodError(
-                    f"failed to remove container {name}: it is running as {unit}",
-                    hint=f"`sdpod down {owner_of(name) or 'FILE'}`, or `sdpod rm --force {name}`",
+                    f"failed to remove container {name}: it is running as {running[0]}",
+                    hint=f"{stop}, or `sdpod rm --force {name}`",
                 )
-            manager.stop(unit)
+            for unit in units:
+                manager.stop(unit)
             lowers += _lowers_of(name)
             remove_container_files(name, rootless)
             _remove_runtime_files(name)

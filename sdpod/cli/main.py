@@ -23,6 +23,7 @@ from sdpod.cli.image import image as image_command
 from sdpod.cli.logs import logs as logs_command
 from sdpod.cli.ps import ps as ps_command
 from sdpod.cli.rm import rm as rm_command
+from sdpod.cli.run import run as run_command
 from sdpod.cli.runtime import runtime as runtime_command
 from sdpod.cli.status import status as status_command
 from sdpod.cli.volume import volume as volume_command
@@ -73,6 +74,7 @@ cli.add_command(doctor_command)
 cli.add_command(enable_command)
 cli.add_command(disable_command)
 cli.add_command(exec_command)
+cli.add_command(run_command)
 cli.add_command(image_command)
 cli.add_command(rm_command)
 cli.add_command(runtime_command)

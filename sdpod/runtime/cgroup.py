@@ -54,7 +54,8 @@ def find_unit_cgroup() -> UnitCgroup | None:
         log.warning("no cgroup v2 hierarchy found: the container shares the unit's cgroup")
         return None
     path = mount / relative.lstrip("/")
-    if not path.name.endswith(".service"):
+    # A service started by `up`, or the scope of `sdpod run`.
+    if not path.name.endswith((".service", ".scope")):
         # Run by hand rather than as a unit: the cgroup is nobody's to split.
         log.debug("not in a service's cgroup (%s): leaving cgroups alone", path)
         return None

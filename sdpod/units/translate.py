@@ -45,6 +45,11 @@ CONTAINER_PROPERTIES: Final[tuple[Row, ...]] = (
     ("stop_timeout", "TimeoutStopUSec", "t", _usec),
 )
 
+# What of CONTAINER_PROPERTIES a scope has: how its processes are stopped.
+SCOPE_PROPERTIES: Final[tuple[Row, ...]] = tuple(
+    row for row in CONTAINER_PROPERTIES if row[1] in ("KillSignal", "TimeoutStopUSec")
+)
+
 # Only the limits that are set become properties: the others keep systemd's defaults.
 RESOURCE_PROPERTIES: Final[tuple[Row, ...]] = (
     ("memory_max", "MemoryMax", "t", int),
@@ -93,6 +98,32 @@ def service_properties(
         *_table(RESOURCE_PROPERTIES, container.resources),
         *_dependencies(container, project),
         ("SyslogIdentifier", ("s", container.name)),
+    ]
+
+
+def scope_name(container: Container) -> str:
+    """`sdpod-NAME.scope`: the unit of a container that `sdpod run` runs in the foreground."""
+    return f"sdpod-{container.name}.scope"
+
+
+def scope_properties(container: Container, project: Project, pids: Sequence[int]) -> list[Property]:
+    """The properties of the scope that takes the processes `pids` of `container`, run
+    in the foreground (`sdpod run`): the manager accounts for them and can stop them,
+    while the caller, outside the scope, stays attached to them.
+
+    A scope has no command, restart or start timeout; what stops it is as for a service.
+    """
+    return [
+        *_identity(container),
+        ("PIDs", ("au", list(pids))),
+        ("Slice", ("s", slice_name(project))),
+        # The runtime makes the container's leaves in the scope, as in a service.
+        ("Delegate", ("b", True)),
+        *_table(SCOPE_PROPERTIES, container),
+        # A scope whose processes were killed at its stop timeout ends failed: it goes
+        # all the same, and its name is free for the next run.
+        ("CollectMode", ("s", "inactive-or-failed")),
+        *_table(RESOURCE_PROPERTIES, container.resources),
     ]
 
 

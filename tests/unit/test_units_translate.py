@@ -22,10 +22,13 @@ from sdpod.config.model import (
     LayoutImage,
     Project,
     ReadyWhen,
+    Resources,
     RestartPolicy,
 )
 from sdpod.units.translate import (
     START_TIMEOUT_SECONDS,
+    scope_name,
+    scope_properties,
     service_properties,
     slice_name,
     start_timeout,
@@ -112,3 +115,27 @@ def test_a_started_dependency_does_not_gate() -> None:
     web_properties = dict(service_properties(web, project, ["/py"]))
     assert web_properties["Requires"] == ("as", ["sdpod-db.service"])
     assert web_properties["After"] == ("as", ["sdpod-db.service"])
+
+
+def test_a_foreground_container_gets_a_delegated_scope_of_its_processes() -> None:
+    container = Container(
+        "shell",
+        IMAGE,
+        stop_signal=2,
+        stop_timeout=3.5,
+        resources=Resources(memory_max=1 << 20, pids_max=64),
+    )
+    properties = scope_properties(container, one(container, ""), [4242])
+
+    assert scope_name(container) == "sdpod-shell.scope"
+    assert properties == [
+        ("Description", ("s", "sdpod container shell (oci:/img:v1)")),
+        ("PIDs", ("au", [4242])),
+        ("Slice", ("s", "sdpod.slice")),
+        ("Delegate", ("b", True)),
+        ("KillSignal", ("i", 2)),
+        ("TimeoutStopUSec", ("t", 3_500_000)),
+        ("CollectMode", ("s", "inactive-or-failed")),
+        ("MemoryMax", ("t", 1 << 20)),
+        ("TasksMax", ("t", 64)),
+    ]
