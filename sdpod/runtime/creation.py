@@ -125,7 +125,12 @@ class Creation:
 
     def release(self) -> None:
         """Let the init exec the command (launcher only), and wait until it has."""
-        os.write(self._pipes.go[1], b"g")
+        try:
+            os.write(self._pipes.go[1], b"g")
+        except BrokenPipeError:
+            # The init failed before its release: its own report says why.
+            text = _read_all(self._pipes.errors[0]) or "its init exited before it was released"
+            raise RuntimeSetupError(f"failed to start the container: {text}") from None
         # The errors pipe is close-on-exec: end of file without text means exec succeeded.
         text = _read_all(self._pipes.errors[0])
         if text:
