@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdpod.errors import RuntimeSetupError
+
 log = logging.getLogger(__name__)
 
 
@@ -86,11 +88,15 @@ def place(cgroups_path: str) -> Placement | None:
     is delegated to them; else None: the container shares its caller's cgroup, as with
     the peers.
     """
+    relative = cgroups_path.strip("/")
+    if ".." in relative.split("/"):
+        raise RuntimeSetupError(
+            f"invalid linux.cgroupsPath {cgroups_path!r}: it may not climb with '..'"
+        )
     mount = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
     if mount is None:
         log.debug("no cgroup v2 hierarchy found: the container shares its caller's cgroup")
         return None
-    relative = cgroups_path.strip("/")
     candidates = [mount / relative]
     own = own_cgroup(Path("/proc/self/cgroup").read_text())
     if os.geteuid() != 0 and own is not None:

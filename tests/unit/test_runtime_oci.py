@@ -16,7 +16,7 @@ import pytest
 from sdpod.cli.runtime import parse_signal
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import capabilities
-from sdpod.runtime import hooks, lifecycle, mounts, state
+from sdpod.runtime import cgroup, hooks, lifecycle, mounts, state
 from sdpod.runtime.default_spec import CAPABILITIES, default_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -105,6 +105,11 @@ def test_signals_are_names_with_or_without_sig_or_numbers(text: str, number: int
 def test_a_bad_signal_is_a_usage_error(text: str) -> None:
     with pytest.raises(click.BadParameter, match="no signal"):
         parse_signal(text)
+
+
+def test_a_cgroups_path_may_not_climb() -> None:
+    with pytest.raises(RuntimeSetupError, match="may not climb"):
+        cgroup.place("a/../../etc")
 
 
 def test_capability_masks_follow_the_kernels_numbers() -> None:
