@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,10 +100,20 @@ def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
 
 
 def _two_free_ports() -> tuple[int, int]:
+    """Two consecutive ports on 127.0.0.1 that nothing listens on, for a range."""
     while True:
         first = free_port()
-        if first < 65535:
+        if first < 65535 and _is_free(first + 1):
             return first, first + 1
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def inside(project: Project, script: str) -> str:
