@@ -288,6 +288,16 @@ class Container:
         return f"sdpod-{self.name}.service"
 
     @property
+    def host_name(self) -> str:
+        """The container's host name: its `hostname`, else its name."""
+        return self.hostname or self.name
+
+    @property
+    def unit_description(self) -> str:
+        """The unit's one-line description: its `description`, else what runs from what."""
+        return self.description or f"sdpod container {self.name} ({self.image})"
+
+    @property
     def environment(self) -> tuple[tuple[str, str], ...]:
         """The variables of `env_files` in their order, then `env`; a later one wins."""
         merged = dict(pair for file in self.env_files for pair in file.variables)

@@ -28,7 +28,7 @@ class HostFiles:
 
 def names_of(container: Container) -> list[str]:
     """The names a container answers to: its host name, then its container name."""
-    return list(dict.fromkeys([container.hostname or container.name, container.name]))
+    return list(dict.fromkeys([container.host_name, container.name]))
 
 
 def render_hosts(
@@ -105,6 +105,6 @@ def etc_files(container: Container, owner: Container, host: HostFiles | None) ->
         )
     return {
         "hosts": hosts_text,
-        "hostname": hostname(container.hostname or container.name),
+        "hostname": hostname(container.host_name),
         "resolv.conf": resolv_text,
     }

@@ -160,7 +160,7 @@ def process_env(container: Container, image: ImageDefaults) -> list[str]:
     merged: dict[str, str] = {"PATH": DEFAULT_PATH}
     merged.update(image.env)
     merged.update(container.environment)
-    merged["HOSTNAME"] = container.hostname or container.name
+    merged["HOSTNAME"] = container.host_name
     merged.setdefault("container", "sdpod")
     return [f"{key}={value}" for key, value in merged.items()]
 
@@ -489,7 +489,7 @@ def build_spec(
             "capabilities": {"bounding": bounding_set(container)},
         },
         "root": {"path": "rootfs", "readonly": container.read_only},
-        "hostname": container.hostname or container.name,
+        "hostname": container.host_name,
         "mounts": default_mounts()
         + init_mounts
         + _etc_mounts(layout.etc)

@@ -128,7 +128,7 @@ def scope_properties(container: Container, project: Project, pids: Sequence[int]
 
 
 def _identity(container: Container) -> list[Property]:
-    description = container.description or f"sdpod container {container.name} ({container.image})"
+    description = container.unit_description
     identity: list[Property] = [("Description", ("s", description))]
     if container.documentation:
         identity.append(("Documentation", ("as", list(container.documentation))))

@@ -35,7 +35,9 @@ def test_config_prints_the_normalised_model_as_json_and_toml(
     as_toml = tomllib.loads(capsys.readouterr().out)
     assert as_toml["containers"][0]["restart"] == "on-failure"
     assert as_toml["containers"][0]["ports"] == model["containers"][0]["ports"]
-    assert "description" not in as_toml["containers"][0]
+    # TOML has no null: a setting with no value (no health check) is left out.
+    assert "health" not in as_toml["containers"][0]
+    assert as_toml["containers"][0]["hostname"] == "web"
 
 
 def test_check_exits_1_with_every_problem(
