@@ -117,9 +117,10 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
             _make_root_read_only()
         process = spec["process"]
         check_command(_payload(process["args"]), process_environment(process).get("PATH", ""))
+        slave = _send_terminal(spec, channels.console)
         errors = _wait_for_release(channels)
         hooks.run_all(spec, "startContainer", _with_status(state, "created"))
-        _exec_process(spec, errors, channels.console)
+        _exec_process(spec, errors, slave)
     except BaseException as error:
         _report(errors, error)
     os._exit(127)
@@ -255,15 +256,41 @@ def _wait_for_release(channels: Channels) -> int:
     return fifo
 
 
-def _exec_process(spec: dict[str, Any], errors_fd: int, console: int) -> NoReturn:
+def _send_terminal(spec: dict[str, Any], console: int) -> int:
+    """Where `process.terminal` asks for one, open the process's terminal and send its
+    master over `console`; return the slave, or -1 without a terminal.
+
+    It is sent before the release, so that the runtime's `create` has sent it when it
+    returns, as runc's callers wait for it then, before `start`. The slave is given to
+    the process's user, who would own it had it opened it itself (devpts(5)); its group
+    stays the one a `gid=` option of the devpts mount gives.
+    """
+    process = spec["process"]
+    if not process.get("terminal"):
+        return -1
+    if console < 0:
+        raise ValueError("process.terminal is set, but no console socket was given")
+    user = process.get("user", {})
+    gid = -1 if _devpts_sets_group(spec) else user.get("gid", 0)
+    return terminal.send_console(console, user.get("uid", 0), gid)
+
+
+def _devpts_sets_group(spec: dict[str, Any]) -> bool:
+    return any(
+        mount.get("destination") == "/dev/pts"
+        and any(option.startswith("gid=") for option in mount.get("options", []))
+        for mount in spec.get("mounts", [])
+    )
+
+
+def _exec_process(spec: dict[str, Any], errors_fd: int, slave: int) -> NoReturn:
     process = spec["process"]
     env = process_environment(process)
-    # The terminal is opened as the process's user, so that it is its own (devpts(5)).
+    # The terminal becomes the standard streams only now: the output of the
+    # startContainer hooks, which run before, stays where the runtime's goes.
     last_step = None
-    if process.get("terminal"):
-        if console < 0:
-            raise ValueError("process.terminal is set, but no console socket was given")
-        last_step = functools.partial(terminal.attach_console, console)
+    if slave >= 0:
+        last_step = functools.partial(terminal.take_terminal, slave)
     apply_process(process, spec.get("linux", {}).get("seccomp"), last_step)
     close_fds_but(errors_fd)
     exec_command(process["args"], env)

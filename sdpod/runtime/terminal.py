@@ -115,6 +115,34 @@ def attach_console(console: int) -> None:
         os.close(pty.master)
 
 
+def send_console(console: int, uid: int, gid: int) -> int:
+    """Open a pty of the mount namespace's /dev/ptmx, give its slave to `uid` and `gid`
+    (-1 keeps the group that devpts gave it), send the master over the connected unix
+    socket `console`, which is closed here, and return the slave.
+
+    For a process that must hand over its terminal before it takes its user: the OCI
+    runtime's `create` returns only once the master is on its way, as the callers of
+    `--console-socket` expect. `take_terminal(slave)` makes it the process's terminal
+    later, once it is the container's user.
+    """
+    pty = open_pty()
+    try:
+        try:
+            os.fchown(pty.slave, uid, gid)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"failed to give {pty.name} to user {uid}: {error.strerror}"
+            ) from None
+        with socket.socket(fileno=console) as sock:
+            send_fd(sock, pty.master, pty.name)
+    except BaseException:
+        os.close(pty.slave)
+        raise
+    finally:
+        os.close(pty.master)
+    return pty.slave
+
+
 def send_fd(sock: socket.socket, fd: int, name: str) -> None:
     """Send `fd` over the unix socket `sock` as SCM_RIGHTS, with `name` as the message."""
     socket.send_fds(sock, [name.encode()], [fd])
