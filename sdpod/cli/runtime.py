@@ -137,7 +137,10 @@ _bundle_option = click.option(
 )
 _pid_file_option = click.option("--pid-file", type=_FILE, help="Write the init's PID here.")
 _console_option = click.option(
-    "--console-socket", help="A terminal's socket (not supported yet: fails)."
+    "--console-socket",
+    metavar="PATH",
+    help="A unix socket to send the master of the process's terminal to, as SCM_RIGHTS; "
+    "required with process.terminal or --tty, refused without.",
 )
 
 
@@ -263,7 +266,7 @@ def _user(text: str | None) -> tuple[int, int] | None:
 @click.option("--env", "-e", multiple=True, help="KEY=VALUE, added to the environment.")
 @click.option("--cwd", help="The working directory.")
 @click.option("--user", "-u", help="UID[:GID].")
-@click.option("--tty", "-t", is_flag=True, help="A terminal (not supported yet: fails).")
+@click.option("--tty", "-t", is_flag=True, help="A terminal of its own, sent to --console-socket.")
 @_console_option
 @click.pass_context
 @_logged
@@ -279,14 +282,13 @@ def exec_command(
     console_socket: str | None,
 ) -> None:
     """Run COMMAND in the running container ID and exit with its status."""
-    from sdpod.errors import RuntimeSetupError
     from sdpod.runtime import lifecycle
 
-    if tty or console_socket:
-        raise RuntimeSetupError("failed to exec in the container: terminals are not supported yet")
     if not command and process_file is None:
         raise click.UsageError("give a COMMAND or --process FILE")
-    request = lifecycle.ExecRequest(command, process_file, env, cwd, _user(user))
+    request = lifecycle.ExecRequest(
+        command, process_file, env, cwd, _user(user), tty, console_socket
+    )
     context.exit(lifecycle.exec_in(context.obj.root, container_id, request))
 
 

@@ -88,6 +88,7 @@ def run(
     stdio: Stdio = Stdio(),
     attach: Attach | None = None,
     terminal: bool = False,
+    console: int | None = None,
 ) -> int:
     """Run `argv` in the container whose init is `init_pid`; return its exit status.
 
@@ -100,10 +101,14 @@ def run(
     (None: the caller's; reading stops at its end) and stdout (None: the caller's), and
     the caller's SIGTERM, SIGINT, SIGHUP and SIGQUIT go to the command. It takes no
     `timeout`.
+
+    With `console`, a connected unix socket, the command gets a terminal of its own
+    whose master is sent there, for whoever listens to show it (the OCI runtime's
+    `--console-socket`); the caller only waits. It takes no `timeout` either.
     """
     if not argv:
         raise RuntimeSetupError("failed to run a command in the container: no command given")
-    if terminal and timeout is not None:
+    if (terminal or console is not None) and timeout is not None:
         raise ValueError("a command with a terminal runs without a timeout")
     if spec.get("linux", {}).get("seccomp"):
         seccomp.preload()
@@ -112,7 +117,8 @@ def run(
     try:
         if terminal:
             return _with_terminal(namespaces, spec, list(argv), stdio, attach)
-        return _fork_and_wait(namespaces, spec, list(argv), timeout, stdio, attach)
+        options = _Options(timeout is not None, stdio, console)
+        return _fork_and_wait(namespaces, spec, list(argv), timeout, options, attach)
     finally:
         for fd, _ in namespaces:
             os.close(fd)
@@ -238,10 +244,9 @@ def _fork_and_wait(
     spec: dict[str, Any],
     argv: list[str],
     timeout: float | None,
-    stdio: Stdio,
+    options: _Options,
     attach: Attach,
 ) -> int:
-    options = _Options(timeout is not None, stdio)
     with _started(namespaces, spec, argv, options, attach) as (child, grandchild):
         return _wait(child, grandchild, timeout, argv[0])
 

@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +83,8 @@ def create(container_id: str, options: Options) -> Record:
         raise RuntimeSetupError(f"failed to create container {container_id}: it exists") from None
     try:
         container.save_spec(spec)
-        record = _create(container, spec, rootfs, bundle)
+        with _console(options.console_socket, "create the container") as console:
+            record = _create(container, spec, rootfs, bundle, console)
         if options.pid_file:
             _write_pid_file(options.pid_file, record.pid)
     except BaseException:
@@ -92,7 +94,9 @@ def create(container_id: str, options: Options) -> Record:
     return record
 
 
-def _create(container: Container, spec: dict[str, Any], rootfs: str, bundle: Path) -> Record:
+def _create(
+    container: Container, spec: dict[str, Any], rootfs: str, bundle: Path, console: int
+) -> Record:
     # The init writes to the FIFO as the container's root, which may be any host id.
     os.mkfifo(container.fifo, 0o622)
     os.chmod(container.fifo, 0o622)
@@ -112,7 +116,9 @@ def _create(container: Container, spec: dict[str, Any], rootfs: str, bundle: Pat
     try:
         joined = namespaces.open_paths(spec)
         with_hooks = bool(hooks.of(spec, *_RUNTIME_HOOKS))
-        creation = Creation(spec, rootfs, joined=joined, exec_fifo=fifo, hooks=with_hooks)
+        creation = Creation(
+            spec, rootfs, joined=joined, exec_fifo=fifo, hooks=with_hooks, console=console
+        )
     finally:
         os.close(fifo)
     try:
@@ -130,6 +136,23 @@ def _create(container: Container, spec: dict[str, Any], rootfs: str, bundle: Pat
     return record
 
 
+@contextlib.contextmanager
+def _console(path: str | None, verb: str) -> Iterator[int]:
+    """A connection to the console socket at `path`, for the container's process to
+    send its terminal's master over; -1 without one. Ours is closed once it has its own."""
+    if path is None:
+        yield -1
+        return
+    from sdpod.runtime.terminal import connect_console_socket
+
+    try:
+        sock = connect_console_socket(path)
+    except OSError as error:
+        raise RuntimeSetupError(f"failed to {verb}: {error.strerror}") from None
+    with sock:
+        yield sock.fileno()
+
+
 def _runtime_hooks(container: Container, spec: dict[str, Any]) -> bytes:
     state = json.dumps(container.oci_state("creating")).encode()
     hooks.run_all(spec, "prestart", state)
@@ -139,12 +162,7 @@ def _runtime_hooks(container: Container, spec: dict[str, Any]) -> bytes:
 
 def _checked(spec: dict[str, Any], options: Options) -> dict[str, Any]:
     process = spec.get("process") or {}
-    if options.console_socket or process.get("terminal"):
-        raise RuntimeSetupError(
-            "failed to create the container: terminals are not supported yet "
-            "(--console-socket, process.terminal)",
-            hint='set "terminal": false in config.json; the output is then the caller\'s',
-        )
+    check_console(bool(process.get("terminal")), options.console_socket, "create the container")
     if not process.get("args"):
         raise RuntimeSetupError("failed to create the container: process.args is empty")
     if spec.get("linux", {}).get("resources"):
@@ -156,6 +174,23 @@ def _checked(spec: dict[str, Any], options: Options) -> dict[str, Any]:
             hint="`sdpod runtime spec --rootless` writes a configuration with one",
         )
     return spec
+
+
+def check_console(terminal: bool, console_socket: str | None, verb: str) -> None:
+    """A terminal goes to a console socket, and a console socket needs a terminal, as
+    runc has it: the runtime shows no terminal itself, not even under `run`."""
+    if terminal and console_socket is None:
+        raise RuntimeSetupError(
+            f"failed to {verb}: process.terminal is set, and no --console-socket given",
+            hint="give --console-socket PATH, a unix socket to send the terminal to, "
+            'or set "terminal": false',
+        )
+    if console_socket is not None and not terminal:
+        raise RuntimeSetupError(
+            f"failed to {verb}: --console-socket {console_socket} is given, "
+            "and process.terminal is not set",
+            hint='set "terminal": true in the process, or leave --console-socket out',
+        )
 
 
 def _give_home(spec: dict[str, Any], rootfs: str) -> None:
@@ -389,6 +424,9 @@ class ExecRequest:
     env: tuple[str, ...] = ()
     cwd: str | None = None
     user: tuple[int, int] | None = None
+    tty: bool = False
+    """Give the process a terminal, as `process.terminal` does."""
+    console_socket: str | None = None
 
 
 def exec_in(root: Path, container_id: str, request: ExecRequest) -> int:
@@ -401,13 +439,19 @@ def exec_in(root: Path, container_id: str, request: ExecRequest) -> int:
     if status not in (CREATED, RUNNING) or record is None:
         raise RuntimeSetupError(f"failed to exec in container {container_id}: it is {status}")
     spec = container.spec()
-    spec["process"] = _exec_process(spec["process"], request)
-    if spec["process"].get("terminal"):
-        raise RuntimeSetupError("failed to exec in the container: terminals are not supported yet")
+    process = spec["process"] = _exec_process(spec["process"], request)
+    check_console(bool(process.get("terminal")), request.console_socket, "exec in the container")
     leaf = execution.container_leaf(record.pid)
     own = execution.container_leaf(os.getpid())
     attach = execution.join_leaf(leaf if leaf != own else None)
-    return execution.run(record.pid, spec, spec["process"]["args"], attach=attach)
+    with _console(request.console_socket, "exec in the container") as console:
+        return execution.run(
+            record.pid,
+            spec,
+            process["args"],
+            attach=attach,
+            console=console if console >= 0 else None,
+        )
 
 
 def _exec_process(process: dict[str, Any], request: ExecRequest) -> dict[str, Any]:
@@ -434,6 +478,8 @@ def _exec_process(process: dict[str, Any], request: ExecRequest) -> dict[str, An
     if request.user:
         uid, gid = request.user
         process["user"] = {**process.get("user", {}), "uid": uid, "gid": gid}
+    if request.tty:
+        process["terminal"] = True
     return process
 
 

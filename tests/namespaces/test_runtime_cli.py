@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -18,9 +19,10 @@ from typing import Any
 
 import pytest
 from support.probe import PROBE_PATH, ProbeUnavailable, build, parse
+from support.terminal import PROMPT, Terminal
 
 from namespaces import peers
-from sdpod.runtime import cgroup
+from sdpod.runtime import cgroup, terminal
 from sdpod.runtime.default_spec import default_spec
 
 pytestmark = [
@@ -228,11 +230,158 @@ def test_spec_prints_or_writes_the_default_configuration(runtime: Runtime) -> No
     assert again.returncode == 1 and "exists" in again.stderr
 
 
-def test_terminals_are_refused_clearly(runtime: Runtime) -> None:
-    bundle = runtime.bundle("tty", "true")
-    done = runtime("create", "--console-socket", "/nonexistent.sock", "tty", bundle=bundle)
-    assert done.returncode == 1 and "not supported yet" in done.stderr
+# -- terminals: the console socket protocol of runc's callers ---------------------------------
+
+
+class ConsoleSocket:
+    """The caller's side of `--console-socket`, as containerd's shim and conmon have it:
+    a listening unix socket, from which the terminal's master arrives as SCM_RIGHTS."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(1)
+
+    def receive(self) -> tuple[Terminal, str]:
+        """The master of the terminal the next connection sends, and the slave's name."""
+        connection, _ = self.sock.accept()
+        with connection:
+            master, name = terminal.receive_fd(connection)
+        return Terminal(master), name
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def console(runtime: Runtime) -> Iterator[ConsoleSocket]:
+    listening = ConsoleSocket(runtime.workspace.path / "console.sock")
+    try:
+        yield listening
+    finally:
+        listening.close()
+
+
+def with_terminal(bundle: Path) -> Path:
+    """`bundle` with process.terminal set, as `runc spec` writes it."""
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+def talk_to_shell(term: Terminal) -> None:
+    """The container's shell, on its own terminal: the first pty of its own devpts."""
+    term.expect(PROMPT)
+    term.send("tty; echo $((6*7))\r")
+    term.expect(r"/dev/pts/0\r?\n")
+    term.expect(r"\b42\r?\n")
+    term.expect(PROMPT)
+    term.send("exit 3\r")
+    term.read_to_end()
+
+
+@pytest.mark.parametrize("runtime_name", ["sdpod", "crun"])
+def test_create_sends_the_terminal_to_the_console_socket(
+    runtime: Runtime, console: ConsoleSocket, runtime_name: str
+) -> None:
+    if reason := peers.missing(runtime_name):
+        pytest.skip(reason)
+    peer = peers.Peer(runtime_name)
+    bundle = with_terminal(runtime.bundle("tty", "exec sh"))
+
+    def call(*verb: str) -> subprocess.CompletedProcess[str]:
+        log = runtime.log
+        return peers.run(peer, runtime.workspace, bundle, list(verb), output=log, keep_unit=True)
+
+    created = call("create", "--console-socket", str(console.path), "tty")
+    try:
+        assert created.returncode == 0, runtime.log.read_text()
+        # The master is on its way once `create` returns, before `start`: a caller
+        # waits for it then, as containerd's shim does.
+        # What comes with the descriptor differs: sdpod sends the slave's name, crun a space.
+        term, _ = console.receive()
+        with term:
+            assert call("start", "tty").returncode == 0, runtime.log.read_text()
+            talk_to_shell(term)
+        wait_for(lambda: '"stopped"' in runtime_state(peer, runtime, "tty"), "the shell's end")
+    finally:
+        call("delete", "--force", "tty")
+
+
+def runtime_state(peer: peers.Peer, runtime: Runtime, container_id: str) -> str:
+    done = peers.run(peer, runtime.workspace, runtime.workspace.path, ["state", container_id])
+    return done.stdout
+
+
+def test_run_with_a_console_socket_exits_with_the_shell_status(
+    runtime: Runtime, console: ConsoleSocket
+) -> None:
+    bundle = with_terminal(runtime.bundle("ttyrun", "exec sh"))
+    results: list[subprocess.CompletedProcess[str]] = []
+    running = threading.Thread(
+        target=lambda: results.append(
+            runtime("run", "--console-socket", str(console.path), "ttyrun", bundle=bundle)
+        )
+    )
+    running.start()
+    term, _ = console.receive()
+    with term:
+        talk_to_shell(term)
+    running.join(timeout=60)
+    assert results[0].returncode == 3, results[0].stderr
+
+
+def test_exec_tty_sends_the_terminal_to_the_console_socket(
+    runtime: Runtime, console: ConsoleSocket
+) -> None:
+    bundle = runtime.bundle("ttyexec", "exec sleep 600")
+    assert runtime("run", "-d", "ttyexec", bundle=bundle, detached=True).returncode == 0
+    results: list[subprocess.CompletedProcess[str]] = []
+    socket_option = ("--console-socket", str(console.path))
+    execing = threading.Thread(
+        target=lambda: results.append(runtime("exec", "--tty", *socket_option, "ttyexec", "sh"))
+    )
+    execing.start()
+    term, _ = console.receive()
+    with term:
+        talk_to_shell(term)
+    execing.join(timeout=60)
+    assert results[0].returncode == 3, results[0].stderr
+
+    # A process file that asks for a terminal takes the same way.
+    process = {"args": ["/bin/sh", "-c", "tty; exit 5"], "cwd": "/", "terminal": True}
+    process_file = runtime.workspace.path / "process.json"
+    process_file.write_text(json.dumps(process))
+    results.clear()
+    execing = threading.Thread(
+        target=lambda: results.append(
+            runtime("exec", "--process", str(process_file), *socket_option, "ttyexec")
+        )
+    )
+    execing.start()
+    term, _ = console.receive()
+    with term:
+        assert "/dev/pts/" in term.read_to_end()
+    execing.join(timeout=60)
+    assert results[0].returncode == 5, results[0].stderr
+
+
+def test_a_terminal_needs_a_console_socket_and_the_other_way_round(
+    runtime: Runtime, console: ConsoleSocket
+) -> None:
+    bundle = with_terminal(runtime.bundle("tty", "true"))
+    done = runtime("create", "tty", bundle=bundle)
+    assert done.returncode == 1 and "--console-socket" in done.stderr
     assert not (runtime.workspace.path / "state-sdpod/tty").exists()
+
+    plain = runtime.bundle("plain", "exec sleep 600")
+    done = runtime("create", "--console-socket", str(console.path), "plain", bundle=plain)
+    assert done.returncode == 1 and "process.terminal" in done.stderr
+    assert runtime("run", "-d", "plain", bundle=plain, detached=True).returncode == 0
+    done = runtime("exec", "--tty", "plain", "true")
+    assert done.returncode == 1 and "--console-socket" in done.stderr
 
 
 def test_errors_reach_the_log_file_as_json(runtime: Runtime) -> None:

@@ -27,9 +27,10 @@ CURSOR_ANSWER = b"\x1b[1;1R"
 
 
 class Terminal:
-    """The user's side of a pty running one command."""
+    """The user's side of a pty running one command: `process`, or, where the command
+    runs elsewhere (a container's, whose master came over a console socket), None."""
 
-    def __init__(self, master: int, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, master: int, process: subprocess.Popen[bytes] | None = None) -> None:
         self.master = master
         self.process = process
         self.output = b""
@@ -85,12 +86,21 @@ class Terminal:
                     f"the terminal did not show {pattern!r}; it showed:\n{self.transcript()}"
                 )
 
+    def read_to_end(self, timeout: float = EXPECT_TIMEOUT) -> str:
+        """Read until every holder of the slave has closed it; the whole transcript."""
+        deadline = time.monotonic() + timeout
+        while self._read(max(0.0, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the terminal stayed open:\n{self.transcript()}")
+        return self.transcript()
+
     def resize(self, rows: int, columns: int) -> None:
         """Change the window size, as a terminal emulator does (SIGWINCH follows)."""
         set_size(self.master, rows, columns)
 
     def wait(self, timeout: float = EXPECT_TIMEOUT) -> int:
         """Read what is left until the command exits; its exit status."""
+        assert self.process is not None, "the command is not this terminal's to wait for"
         deadline = time.monotonic() + timeout
         while self.process.poll() is None and time.monotonic() < deadline:
             self._read(0.1)
@@ -101,7 +111,7 @@ class Terminal:
 
     def close(self) -> None:
         """Kill the command if it still runs; close the master."""
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         os.close(self.master)
