@@ -446,6 +446,7 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
                 )
             for unit in units:
                 manager.stop(unit)
+            _forget_unit_files(manager, name)
             lowers += _lowers_of(name)
             remove_container_files(name, rootless)
             _remove_runtime_files(name)
@@ -453,6 +454,21 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
                 IdPool(paths.data_dir()).release(name)
             say(f"{name}: removed")
     _drop_mapped_copies(lowers, rootless)
+
+
+def _forget_unit_files(manager: Manager, name: str) -> None:
+    """Disable and delete what `sdpod enable` wrote for container `name`: a unit left
+    enabled without its bundle would fail at every boot."""
+    units = [f"sdpod-{name}.service", f"sdpod-{name}-health.timer", f"sdpod-{name}-health.service"]
+    written = [unit for unit in units if unitfile.unit_path(unit).exists()]
+    if not written:
+        return
+    for unit in written[1:]:
+        manager.stop(unit)
+    manager.disable_unit_files(written)
+    for unit in written:
+        unitfile.remove_unit(unit)
+    manager.reload()
 
 
 def _lowers_of(name: str) -> list[Path]:

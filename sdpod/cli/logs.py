@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import click
@@ -23,6 +24,9 @@ def logs(name: str, follow: bool, lines: int | None) -> None:
     # pages as it likes, and Ctrl-C ends it rather than a Python process around it.
     sys.stdout.flush()
     sys.stderr.flush()
+    # A shell starts a background job with SIGINT ignored, and an ignored signal stays
+    # ignored across exec: journalctl -f could then not be interrupted at all.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         os.execvp(argv[0], argv)
     except OSError as error:

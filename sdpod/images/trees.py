@@ -21,17 +21,19 @@ lock while trees are made or removed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdpod.errors import ImageError
+from sdpod.errors import ImageError, SdpodError
 from sdpod.images.unpack import LayerFile, Skipped, unpack_layer
 
 # Runs a closure somewhere that may own the image's files (a user namespace mapped
@@ -187,6 +189,22 @@ def mark_done(staging: Path, tree: Path) -> None:
     (staging / DONE).write_text(str(tree_size(tree)))
 
 
+def _is_full(error: Exception) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(error)
+
+
+def _discard(run: Unpack, stagings: Sequence[Path]) -> None:
+    """Remove what a failed unpack wrote, through `run`: its files may belong to
+    subordinate ids. Where that fails too, the next import clears it."""
+    with contextlib.suppress(Exception):
+        run(functools.partial(_remove_all, list(stagings)))
+
+
+def _remove_all(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_recorded(
     run: Unpack, work: Callable[[], None], stagings: Sequence[Path], source: str
 ) -> list[int]:
@@ -198,11 +216,17 @@ def run_recorded(
     """
     try:
         run(work)
-    except BaseException:
+    except Exception as error:
         recorded = _recorded_error(stagings)
+        _discard(run, stagings)
         if recorded is not None:
             raise recorded from None
-        raise
+        if isinstance(error, SdpodError) and error.hint:
+            raise
+        raise ImageError(
+            f"failed to unpack image {source}: {error}",
+            hint="free some space where sdpod keeps its images" if _is_full(error) else None,
+        ) from None
     recorded = _recorded_error(stagings)
     if recorded is not None:
         raise recorded

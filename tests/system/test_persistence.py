@@ -253,6 +253,19 @@ def test_disabled_container_keeps_running_then_stays_down(web: Project) -> None:
 
 
 @pytest.mark.system
+def test_rm_force_of_an_enabled_container_takes_its_unit_file_too(web: Project) -> None:
+    succeeds(web.up())
+    succeeds(web.sdpod("enable", web.toml))
+    assert unit_file(web).exists() and wants_link(web).is_symlink()
+
+    succeeds(web.sdpod("rm", "--force", web.name))
+    # Left behind, the enabled unit would start at every boot without its bundle.
+    assert not unit_file(web).exists()
+    assert not wants_link(web).is_symlink()
+    assert web.show()["LoadState"] == "not-found"
+
+
+@pytest.mark.system
 def test_enable_prepares_a_stopped_container_and_up_starts_its_unit_file(web: Project) -> None:
     enabled = succeeds(web.sdpod("enable", web.toml))
     assert "not started" in enabled, enabled
