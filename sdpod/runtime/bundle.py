@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sdpod.errors import RuntimeSetupError
 from sdpod.runtime.spec import BundleLayout
 
 
@@ -48,6 +49,17 @@ def prepare(
     for name, text in etc_files.items():
         write_atomically(layout.etc / name, text, mode=0o644)
     write_atomically(layout.bundle / "config.json", json.dumps(spec, indent=2) + "\n")
+
+
+def load_spec(bundle: Path, missing: str, hint: str) -> dict[str, Any]:
+    """The bundle's config.json; `missing` and `hint` say what its absence means."""
+    try:
+        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    except FileNotFoundError:
+        raise RuntimeSetupError(missing, hint=hint) from None
+    except (OSError, ValueError) as error:
+        raise RuntimeSetupError(f"failed to read {bundle / 'config.json'}: {error}") from None
+    return spec
 
 
 def read_spec(bundle: Path) -> dict[str, Any] | None:

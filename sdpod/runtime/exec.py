@@ -32,6 +32,7 @@ from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import seccomp, syscalls
 from sdpod.runtime import cgroup, shared, terminal
 from sdpod.runtime.attach import Forwarder, exit_status, wait_attached
+from sdpod.runtime.bundle import load_spec
 from sdpod.runtime.process import (
     apply_process,
     check_command,
@@ -222,18 +223,11 @@ def find_running(name: str, bundle: Path | None = None) -> RunningContainer:
 
 
 def read_spec(bundle: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
-    except FileNotFoundError:
-        raise RuntimeSetupError(
-            f"failed to find container {bundle.name}: it has no bundle in {bundle.parent}",
-            hint="`sdpod ps` lists the containers",
-        ) from None
-    except (OSError, ValueError) as error:
-        raise RuntimeSetupError(f"failed to read {bundle / 'config.json'}: {error}") from None
-    return spec
+    return load_spec(
+        bundle,
+        f"failed to find container {bundle.name}: it has no bundle in {bundle.parent}",
+        "`sdpod ps` lists the containers",
+    )
 
 
 # -- the caller's side -------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import syscalls
 from sdpod.runtime import cgroup, hooks, namespaces
+from sdpod.runtime.bundle import load_spec
 from sdpod.runtime.container import RELEASED
 from sdpod.runtime.creation import Creation
 from sdpod.runtime.mounts import resolve_in_root
@@ -56,16 +57,11 @@ class Options:
 
 
 def load_bundle(bundle: Path) -> dict[str, Any]:
-    try:
-        spec: dict[str, Any] = json.loads((bundle / "config.json").read_text())
-    except FileNotFoundError:
-        raise RuntimeSetupError(
-            f"failed to read {bundle / 'config.json'}: no such file",
-            hint="`sdpod runtime spec` writes a default one; --bundle names the directory",
-        ) from None
-    except (OSError, ValueError) as error:
-        raise RuntimeSetupError(f"failed to read {bundle / 'config.json'}: {error}") from None
-    return spec
+    return load_spec(
+        bundle,
+        f"failed to read {bundle / 'config.json'}: no such file",
+        "`sdpod runtime spec` writes a default one; --bundle names the directory",
+    )
 
 
 def create(container_id: str, options: Options) -> Record:

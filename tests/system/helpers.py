@@ -251,3 +251,22 @@ class Project:
         script = 'cat /proc/[0-9]*/mountinfo 2>/dev/null | grep -F -- "$0" || true'
         out = self.sandbox.run_as_root(["sh", "-c", script, str(self.container_dir)])
         return sorted(set(out.stdout.splitlines()))
+
+
+# How long a container may take to start and write the report `report` reads.
+START_TIMEOUT = 30.0
+
+
+def report(project: Project) -> dict[str, str]:
+    """The files a container wrote into its project's data/ volume, once it wrote the
+    last, `done`; on a timeout, the unit's state and journal say why."""
+    data = Path(project.directory) / "data"
+
+    def done() -> bool | None:
+        return (data / "done").exists() or None
+
+    try:
+        wait_for(done, START_TIMEOUT, f"{project.name} to write its report")
+    except AssertionError:
+        raise AssertionError(f"{project.show()}\n{project.journal(0)}") from None
+    return {path.name: path.read_text() for path in data.iterdir() if path.is_file()}

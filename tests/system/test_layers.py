@@ -26,11 +26,10 @@ from support.mkimage import (
     busybox_entries,
 )
 
-from system.helpers import Project, chown_tree, wait_for
+from system.helpers import Project, chown_tree, report
 
 pytestmark = pytest.mark.system
 
-START_TIMEOUT = 30.0
 MIDDLE: list[Entry] = [
     File("etc/motd", b"from the middle layer\n"),
     File("etc/keep", b"kept\n"),
@@ -81,19 +80,6 @@ def projects(sandbox: SandboxHost, user_dir: Path) -> Iterator[list[Project]]:
     for project in made:
         project.down()
         project.sdpod("rm", "--force", project.name)
-
-
-def report(project: Project) -> dict[str, str]:
-    data = Path(project.directory) / "data"
-
-    def done() -> bool | None:
-        return (data / "done").exists() or None
-
-    try:
-        wait_for(done, START_TIMEOUT, f"{project.name} to write its report")
-    except AssertionError:
-        raise AssertionError(f"{project.show()}\n{project.journal(0)}") from None
-    return {path.name: path.read_text() for path in data.iterdir() if path.is_file()}
 
 
 def annotations_of(project: Project) -> dict[str, str]:

@@ -18,11 +18,10 @@ import pytest
 from sandbox import SandboxHost
 from support.mkimage import Dir, File
 
-from system.helpers import Project, build_image, free_port, wait_for
+from system.helpers import START_TIMEOUT, Project, build_image, free_port, report, wait_for
 
 pytestmark = pytest.mark.system
 
-START_TIMEOUT = 30.0
 # What the container reports, into /data: its ids, the image's owners, a file it made.
 REPORT = (
     "id -u > /data/uid; id -g > /data/gid; ls -ln /srv > /data/srv; touch /data/made; "
@@ -64,19 +63,6 @@ def project(sandbox: SandboxHost, user_dir: Path) -> Iterator[Project]:
     yield made
     made.down()
     made.sdpod("rm", "--force", name)
-
-
-def report(project: Project) -> dict[str, str]:
-    data = Path(project.directory) / "data"
-
-    def done() -> bool | None:
-        return (data / "done").exists() or None
-
-    try:
-        wait_for(done, START_TIMEOUT, f"{project.name} to write its report")
-    except AssertionError:
-        raise AssertionError(f"{project.show()}\n{project.journal(0)}") from None
-    return {path.name: path.read_text() for path in data.iterdir() if path.is_file()}
 
 
 def image_owners(listing: str) -> dict[str, tuple[str, str, str]]:
