@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import report
 from bench.figures import Figure
 from bench.host import BENCH_USER, Bench, BenchError, SandboxError, SandboxHost, machine
-from bench.items import cli, images, network, resident, runtime, serving
+from bench.items import cli, images, network, resident, serving
 from bench.items import exit as exit_item
 from bench.work import build_image, load_podman_image, podman_reason
 
@@ -62,7 +62,6 @@ def run_items(bench: Bench, only: set[str]) -> list[Figure]:
         ("4", lambda: cli.measure(bench, www, ready)),
         ("5", lambda: images.measure(bench, ready)),
         ("6", lambda: network.measure(bench, ready)),
-        ("7", lambda: runtime.measure(bench, layout)),
     ]
     figures = []
     for key, item in items:

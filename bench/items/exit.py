@@ -1,10 +1,11 @@
 """Item 2, start to exit: a container whose command is `true`.
 
-`sdpod run --rm` does not exist yet (issue 5), so sdpod is measured on what exists:
-`sdpod up` of a container with `command = ["true"]`, `restart = "no"`, until the unit's
-cgroup is empty. That includes the unit's start (D-Bus, the launcher, the bundle) which
-a bare runtime does not do; item 7 times `sdpod runtime run` beside crun and runc on
-one bundle.
+sdpod is measured two ways: `sdpod run --rm IMAGE true` (the manager: image, bundle,
+transient scope, launcher, removal) beside `podman run --rm`, and `sdpod runtime run` of
+one bundle (the OCI runtime alone) beside `crun run` and `runc run` of the same bundle.
+The bundle is `sdpod runtime spec --rootless`'s configuration over the busybox image's
+root file system (unpacked by umoci, outside the clock). `sdpod up` of a `true`
+container, until its unit's cgroup empties, is an extra row beside podman.
 """
 
 from __future__ import annotations
@@ -37,36 +38,97 @@ GLOB_CHECK = (
 )
 
 METHOD = (
-    "wall time from the CLI's exec until the container has exited; sdpod: `sdpod up` of "
-    'command=["true"], restart="no", until the unit\'s cgroup.events says unpopulated '
-    "(polled every 2 ms; item 7 has `sdpod runtime run`); podman: `podman run "
-    "--rm IMAGE true`, default rootless network (slirp4netns) and --network none; crun and "
-    "runc: `run` of a bundle made by `umoci unpack --rootless` from the same layout, args "
-    '["true"], as the user inside the sandbox, whose /sys/fs/cgroup is cgroup v2 only '
-    "(so crun 1.8.1 accepts it without the v1 mount trick)"
+    "wall time from the CLI's exec until the container has exited, as the user inside the "
+    "sandbox; `sdpod run --rm oci:LAYOUT:latest true` and `podman run --rm IMAGE true` "
+    "(its default rootless network, slirp4netns, and --network none) until the CLI exits; "
+    "`RUNTIME --root STATE run --bundle BUNDLE ID` for sdpod runtime, crun and runc on one "
+    'bundle: `sdpod runtime spec --rootless` with args ["true"], terminal false, over a '
+    "root made by `umoci unpack --rootless` (single-id mapping, no network namespace); "
+    'extra: `sdpod up` of command=["true"], restart="no", until the unit\'s cgroup.events '
+    "says unpopulated (polled every 2 ms)"
 )
+RUNTIMES = {"crun run": ["crun"], "runc run": ["runc"]}
 
 
 def measure(bench: Bench, layout: Path, podman_ready: str) -> Figure:
     figure = Figure("2", "start to exit (`true`)", METHOD)
-    try:
-        check_cgroup_glob(bench)
-    except (BenchError, SandboxCommandError) as e:
-        figure.reason = f"failed to find a running unit's cgroup: {e}"
-        return figure
-    ours = figure.add(Series("sdpod up (until exit)", "true", "s"))
-    subjects = [Subject(figure.series[ours], *sdpod_subject(bench))]
-    bundle_reason = make_bundle(bench, layout)
+    subjects = []
+
+    run = figure.add(Series("sdpod run --rm", "true", "s"))
+    subjects.append(Subject(figure.series[run], sdpod_run(bench, layout), nothing))
     for label, extra in (("podman run --rm", []), ("podman run --rm --network none", ["none"])):
         series = Series(label, "true", "s", reason=podman_ready)
-        figure.compare(ours, figure.add(series))
+        figure.compare(run, figure.add(series))
         subjects.append(Subject(series, podman_true(bench, extra), nothing))
-    for runtime in ("crun", "runc"):
-        series = Series(f"{runtime} run", "true", "s", reason=require(runtime) or bundle_reason)
+
+    bundle_reason = ""
+    try:
+        bundle = make_bundle(bench, layout)
+    except (BenchError, SandboxCommandError) as e:
+        bundle, bundle_reason = bench.work / "runtime-bundle", f"failed to make the bundle: {e}"
+    ours = figure.add(Series("sdpod runtime run", "true", "s", reason=bundle_reason))
+    subjects.append(
+        Subject(figure.series[ours], timer(bench, ["sdpod", "runtime"], bundle), nothing)
+    )
+    for label, prefix in RUNTIMES.items():
+        series = Series(label, "true", "s", reason=require(prefix[0]) or bundle_reason)
         figure.compare(ours, figure.add(series))
-        subjects.append(Subject(series, runtime_true(bench, runtime), nothing))
+        subjects.append(Subject(series, timer(bench, prefix, bundle), nothing))
+
+    up = figure.add(Series("sdpod up (until the unit empties)", "true", "s"))
+    figure.compare(up, 1)
+    try:
+        check_cgroup_glob(bench)
+        subjects.append(Subject(figure.series[up], *sdpod_up_subject(bench)))
+    except (BenchError, SandboxCommandError) as e:
+        figure.series[up].reason = f"failed to find a running unit's cgroup: {e}"
     alternate(subjects, bench.rounds)
     return figure
+
+
+def sdpod_run(bench: Bench, layout: Path) -> Callable[[int], float]:
+    def measure_round(number: int) -> float:
+        argv = ["sdpod", "run", "--rm", "--name", f"exit-run-{number}"]
+        return bench.time([{"argv": [*argv, f"oci:{layout}:latest", "true"]}])[0]
+
+    return measure_round
+
+
+def podman_true(bench: Bench, network: list[str]) -> Callable[[int], float]:
+    options = ["--network", network[0]] if network else []
+
+    def measure_round(number: int) -> float:
+        argv = ["podman", "run", "--rm", *options, PODMAN_IMAGE, "true"]
+        return bench.time([{"argv": argv}])[0]
+
+    return measure_round
+
+
+def timer(bench: Bench, prefix: list[str], bundle: Path) -> Callable[[int], float]:
+    state = bench.work / f"runtime-state-{prefix[0]}"
+
+    def measure_round(number: int) -> float:
+        argv = [*prefix, "--root", str(state), "run", "--bundle", str(bundle)]
+        return bench.time([{"argv": [*argv, f"bench2-{number}"]}])[0]
+
+    return measure_round
+
+
+def make_bundle(bench: Bench, layout: Path) -> Path:
+    """WORK/runtime-bundle: sdpod's rootless default configuration running `true`."""
+    if require("umoci"):
+        raise BenchError("umoci is not installed (it unpacks the bundle's root)")
+    bundle = bench.work / "runtime-bundle"
+    unpacked = bench.work / "runtime-unpacked"
+    bench.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:latest", str(unpacked)])
+    bench.run(["mkdir", "-p", str(bundle)])
+    bench.run(["sdpod", "runtime", "spec", "--rootless", "--bundle", str(bundle)])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["args"] = ["true"]
+    config["process"]["terminal"] = False
+    config["root"]["path"] = str(unpacked / "rootfs")
+    (bundle / "config.json").write_text(json.dumps(config, indent=1))
+    return bundle
 
 
 def check_cgroup_glob(bench: Bench) -> None:
@@ -86,7 +148,7 @@ def check_cgroup_glob(bench: Bench) -> None:
         sdpod_down(bench, [toml])
 
 
-def sdpod_subject(bench: Bench) -> tuple[Callable[[int], float], Callable[[int], None]]:
+def sdpod_up_subject(bench: Bench) -> tuple[Callable[[int], float], Callable[[int], None]]:
     def measure_round(number: int) -> float:
         name = f"exit-{number}"
         toml = true_toml(bench, name)
@@ -96,40 +158,3 @@ def sdpod_subject(bench: Bench) -> tuple[Callable[[int], float], Callable[[int],
         sdpod_down(bench, [bench.work / f"exit-{number}.toml"])
 
     return measure_round, teardown
-
-
-def podman_true(bench: Bench, network: list[str]) -> Callable[[int], float]:
-    options = ["--network", network[0]] if network else []
-
-    def measure_round(number: int) -> float:
-        argv = ["podman", "run", "--rm", *options, PODMAN_IMAGE, "true"]
-        return bench.time([{"argv": argv}])[0]
-
-    return measure_round
-
-
-def runtime_true(bench: Bench, runtime: str) -> Callable[[int], float]:
-    def measure_round(number: int) -> float:
-        state = bench.work / f"{runtime}-state"
-        argv = [runtime, "--root", str(state), "run", "--bundle", str(bench.work / "bundle")]
-        return bench.time([{"argv": [*argv, f"bench-{runtime}-{number}"]}])[0]
-
-    return measure_round
-
-
-def make_bundle(bench: Bench, layout: Path) -> str:
-    """WORK/bundle from the busybox layout, running `true`; "" or why it failed."""
-    if require("umoci"):
-        return "missing: umoci is not installed (it makes the runtimes' bundle)"
-    bundle = bench.work / "bundle"
-    done = bench.host.run_as_user(
-        ["umoci", "unpack", "--rootless", "--image", f"{layout}:latest", str(bundle)],
-        check=False,
-    )
-    if done.returncode != 0:
-        return f"failed to make the bundle with umoci: {done.stderr.strip()}"
-    config = json.loads((bundle / "config.json").read_text())
-    config["process"]["args"] = ["true"]
-    config["process"]["terminal"] = False
-    (bundle / "config.json").write_text(json.dumps(config, indent=1))
-    return ""

@@ -20,7 +20,7 @@ from sandbox import SandboxError, check_prerequisites
 pytestmark = pytest.mark.system
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-ITEMS = {"1", "2", "3", "4", "5", "6", "7"}
+ITEMS = {"1", "2", "3", "4", "5", "6"}
 SMOKE_TIMEOUT = 240
 
 
