@@ -1,43 +1,59 @@
-"""Item 6, network: throughput through a published port each way, and the memory the
-network helper keeps per container, for each of sdpod's backends beside loopback and
+"""Item 6, network: iperf3 throughput through a published port each way, and the memory
+the network helper keeps per container, for each of sdpod's backends beside loopback and
 podman.
 
-One container per subject serves two ports with busybox `nc -ll -e dd`: one discards
-what it reads (host to container), one writes a fixed number of zeros and closes
-(container to host). bench/transfer.py, run in the sandbox as the user, times one
-connection each way per round. "loopback" is the same two servers on the host's
-127.0.0.1, no container between. Nothing leaves the loopback.
+One container per subject runs `iperf3 -s` on one port, published on the host's
+127.0.0.1. The busybox image has no iperf3: the host's /usr/bin/iperf3 and its library
+directory are bind-mounted read-only, and run through the host's dynamic loader with
+that directory as the library path. The client, the host's iperf3 as the user in the
+sandbox, sends N bytes (host to container) and, with `-R`, has the server send them
+(container to host). "loopback" is the same server on the host's 127.0.0.1, no
+container between. Nothing leaves the loopback.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.figures import Figure, Series
-from bench.host import PROBE, SYSTEM_PYTHON, Bench, BenchError, free_port
+from bench.host import Bench, BenchError, free_port
 from bench.pss import Process, processes, pss_kib
 from bench.rounds import Subject, alternate
-from bench.work import PODMAN_IMAGE, podman_remove, sdpod_down, write_toml
+from bench.work import PODMAN_IMAGE, podman_remove, require, sdpod_down, write_toml
 
 METHOD = (
-    "one TCP connection per direction and round through 127.0.0.1:PORT, timed from "
-    "connect until the far side closed: host->container sends N MiB to `nc -e dd "
-    "of=/dev/null` in the container, container->host reads N MiB that `nc -e dd "
-    "if=/dev/zero` writes; Gbit/s = bytes / time; loopback: the same servers on the host; "
-    'sdpod: `network = "slirp4netns"` and `"pasta"` (pasta splices loopback '
+    "`iperf3 -c 127.0.0.1 -p PORT -n N -J` (host->container) and the same with -R "
+    "(container->host), one TCP stream, the receiver's bits per second; the server is "
+    "`iperf3 -s` in the container (the host's binary and libraries bind-mounted "
+    "read-only) behind a published port 127.0.0.1:PORT; loopback: the same server on the "
+    'host; sdpod: `network = "slirp4netns"` and `"pasta"` (pasta splices loopback '
     "connections); podman run -p (its default: slirp4netns, rootlessport); memory: PSS "
     "and RSS of the helper processes of the one container (sdpod: the unit's supervisor "
     "leaf but the log relay `cat`, i.e. the helper and its shell; podman: slirp4netns and "
     "rootlessport), read after the transfers"
 )
-TRANSFER = Path(PROBE).with_name("transfer.py")
-SINK_PORT, SOURCE_PORT = 5001, 5002
-# A transfer that takes longer stops there and counts what moved: a stall is a figure.
-LIMIT_SECONDS = 20.0
+IPERF = "/usr/bin/iperf3"
+LIBRARIES = "/usr/lib/x86_64-linux-gnu"
+MOUNTED_IPERF, MOUNTED_LIBRARIES = "/iperf/iperf3", "/iperf/lib"
+SERVER_PORT = 5201
+# A transfer that takes longer stops there and fails the subject's round.
+LIMIT_SECONDS = 30
 WARM_UP_TRIES = 50
+# The server inside a container: the host's iperf3 through the host's loader.
+SERVER = [
+    f"{MOUNTED_LIBRARIES}/ld-linux-x86-64.so.2",
+    "--library-path",
+    MOUNTED_LIBRARIES,
+    MOUNTED_IPERF,
+    "-s",
+    "-p",
+    str(SERVER_PORT),
+]
+VOLUMES = [f"{IPERF}:{MOUNTED_IPERF}:ro", f"{LIBRARIES}:{MOUNTED_LIBRARIES}:ro"]
 
 
 @dataclass
@@ -48,25 +64,17 @@ class Measured:
     download: Series
     pss: Series | None = None
     rss: Series | None = None
-    stalls: set[str] = field(default_factory=set)
-
-
-def servers(size: int, busybox: str = "busybox") -> str:
-    """A shell script that serves the sink and the source, and waits."""
-    count = size // 65536
-    sink = f"{busybox} nc -ll -p {{sink}} -e {busybox} dd of=/dev/null bs=65536"
-    source = f"{busybox} nc -ll -p {{source}} -e {busybox} dd if=/dev/zero bs=65536 count={count}"
-    return f"{sink} 2>/dev/null & {source} 2>/dev/null & wait"
 
 
 def measure(bench: Bench, podman_ready: str) -> Figure:
     figure = Figure("6", "network throughput and helper memory", METHOD)
     size = (64 if bench.quick else 256) << 20
+    missing = require("iperf3")
     subjects = {
-        "loopback": _measured(figure, "loopback", memory=False),
-        "slirp4netns": _measured(figure, "sdpod slirp4netns"),
-        "pasta": _measured(figure, "sdpod pasta"),
-        "podman": _measured(figure, "podman run -p", reason=podman_ready),
+        "loopback": _measured(figure, "loopback", memory=False, reason=missing),
+        "slirp4netns": _measured(figure, "sdpod slirp4netns", reason=missing),
+        "pasta": _measured(figure, "sdpod pasta", reason=missing),
+        "podman": _measured(figure, "podman run -p", reason=podman_ready or missing),
     }
     for direction in ("upload", "download"):
         base = getattr(subjects["loopback"], direction)
@@ -91,11 +99,7 @@ def measure(bench: Bench, podman_ready: str) -> Figure:
         for series in (measured.download, measured.pss, measured.rss):
             if series is not None and not series.samples:
                 series.reason = series.reason or measured.upload.reason
-    figure.notes.append(f"N = {size >> 20} MiB per transfer, at most {LIMIT_SECONDS:.0f} s")
-    for measured in subjects.values():
-        figure.notes += [
-            f"{stalled}: cut off at {LIMIT_SECONDS:.0f} s" for stalled in sorted(measured.stalls)
-        ]
+    figure.notes.append(f"N = {size >> 20} MiB per transfer, at most {LIMIT_SECONDS} s")
     return figure
 
 
@@ -112,36 +116,34 @@ def _measured(figure: Figure, subject: str, memory: bool = True, reason: str = "
     return measured
 
 
-def _transfer(bench: Bench, direction: str, port: int, size: int) -> tuple[float, bool]:
-    """Gbit/s of one transfer, and whether it completed (a stalled one counts what moved)."""
-    argv = [SYSTEM_PYTHON, str(TRANSFER), direction, str(port), str(size), str(LIMIT_SECONDS)]
+def _transfer(bench: Bench, port: int, size: int, reverse: bool) -> float:
+    """Gbit/s that the receiving side of one iperf3 test counted."""
+    argv = ["timeout", str(LIMIT_SECONDS), "iperf3", "-c", "127.0.0.1", "-p", str(port)]
+    argv += ["-n", str(size), "-J", *(["-R"] if reverse else [])]
     output = bench.run(argv, check=False, timeout=LIMIT_SECONDS + 30)
+    way = "container->host" if reverse else "host->container"
     try:
         result = json.loads(output)
     except json.JSONDecodeError as e:
-        raise BenchError(f"failed to {direction} through port {port}: {output!r}") from e
+        raise BenchError(f"failed to measure {way} through port {port}: {output!r}") from e
     if "error" in result:
-        raise BenchError(f"failed to {direction}: {result['error']}")
-    if not result["bytes"]:
-        raise BenchError(f"failed to {direction} through port {port}: nothing moved")
-    gbits = float(result["bytes"]) * 8 / float(result["seconds"]) / 1e9
-    return gbits, bool(result["complete"])
+        raise BenchError(f"failed to measure {way} through port {port}: {result['error']}")
+    return float(result["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
-def _both_ways(bench: Bench, ports: tuple[int, int], size: int, measured: Measured) -> float:
-    """Once a small upload gets through whole, time one transfer each way; record the
-    download, return the upload. A transfer cut off at the limit is noted."""
+def _both_ways(bench: Bench, port: int, size: int, measured: Measured) -> float:
+    """Once a 1 MiB test gets through, one test each way; record the container->host
+    figure, return the host->container one."""
     for _ in range(WARM_UP_TRIES):
-        if _transfer(bench, "upload", ports[0], 1 << 20)[1]:
+        try:
+            _transfer(bench, port, 1 << 20, reverse=False)
             break
+        except BenchError:
+            time.sleep(0.1)
     else:
-        raise BenchError(f"failed to upload 1 MiB through port {ports[0]} whole")
-    upload, whole_up = _transfer(bench, "upload", ports[0], size)
-    download, whole_down = _transfer(bench, "download", ports[1], size)
-    measured.download.samples.append(download)
-    for whole, series in ((whole_up, measured.upload), (whole_down, measured.download)):
-        if not whole:
-            measured.stalls.add(f"{series.subject} {series.work}")
+        raise BenchError(f"failed to get 1 MiB through port {port} with iperf3")
+    upload = _transfer(bench, port, size, reverse=False)
+    measured.download.samples.append(_transfer(bench, port, size, reverse=True))
     return upload
 
 
@@ -152,10 +154,10 @@ def _loopback(bench: Bench, size: int, measured: Measured) -> Rounds:
     unit = "sdpod-bench-loopback"
 
     def measure_round(number: int) -> float:
-        ports = (free_port(), free_port())
-        script = servers(size).format(sink=ports[0], source=ports[1])
-        bench.run(["systemd-run", "--user", "--quiet", f"--unit={unit}", "sh", "-c", script])
-        return _both_ways(bench, ports, size, measured)
+        port = free_port()
+        server = ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)]
+        bench.run(["systemd-run", "--user", "--quiet", f"--unit={unit}", *server])
+        return _both_ways(bench, port, size, measured)
 
     def teardown(number: int) -> None:
         bench.run(["systemctl", "--user", "stop", unit], check=False)
@@ -169,18 +171,18 @@ def _sdpod(bench: Bench, size: int, backend: str, subjects: dict[str, Measured])
     measured = subjects[backend]
 
     def measure_round(number: int) -> float:
-        ports = (free_port(), free_port())
-        command = ["sh", "-c", servers(size).format(sink=SINK_PORT, source=SOURCE_PORT)]
+        port = free_port()
         text = (
             "[container]\n"
             f"name = {json.dumps(name)}\n"
             'image = "oci:image:latest"\n'
-            f"command = {json.dumps(command)}\n"
-            f'ports = ["127.0.0.1:{ports[0]}:{SINK_PORT}", "127.0.0.1:{ports[1]}:{SOURCE_PORT}"]\n'
+            f"command = {json.dumps(SERVER)}\n"
+            f'ports = ["127.0.0.1:{port}:{SERVER_PORT}"]\n'
+            f"volumes = {json.dumps(VOLUMES)}\n"
             f"network = {json.dumps(backend)}\n"
         )
         bench.run(["sdpod", "up", str(write_toml(bench, name, text))])
-        upload = _both_ways(bench, ports, size, measured)
+        upload = _both_ways(bench, port, size, measured)
         _record_memory(bench, measured, lambda p: f"/sdpod-{name}.service/supervisor" in p.cgroup)
         return upload
 
@@ -194,17 +196,12 @@ def _podman(bench: Bench, size: int, measured: Measured) -> Rounds:
     name = "net-podman"
 
     def measure_round(number: int) -> float:
-        ports = (free_port(), free_port())
-        script = servers(size).format(sink=SINK_PORT, source=SOURCE_PORT)
-        argv = ["podman", "run", "-d", "--name", name]
-        argv += [
-            "-p",
-            f"127.0.0.1:{ports[0]}:{SINK_PORT}",
-            "-p",
-            f"127.0.0.1:{ports[1]}:{SOURCE_PORT}",
-        ]
-        bench.run([*argv, PODMAN_IMAGE, "sh", "-c", script])
-        upload = _both_ways(bench, ports, size, measured)
+        port = free_port()
+        argv = ["podman", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:{SERVER_PORT}"]
+        for volume in VOLUMES:
+            argv += ["-v", volume]
+        bench.run([*argv, PODMAN_IMAGE, *SERVER])
+        upload = _both_ways(bench, port, size, measured)
         _record_memory(bench, measured, _is_podman_helper)
         return upload
 
