@@ -7,9 +7,11 @@ benchmark never meets the test suite's `sdpod-test`. Every timed command runs th
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -30,11 +32,22 @@ class BenchError(RuntimeError):
     """A measurement could not be made; the message says which and why."""
 
 
+# Ports handed out come from below Linux's default ephemeral range (32768-60999): a port
+# the kernel picked, as bind(0) does, may be taken as the source port of a connection
+# before the container that should listen on it starts (podman's 35th of 50 did).
+_PORTS = itertools.count(random.randrange(20000, 26000))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback port that nothing listens on now, never the same one twice in a run."""
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError("ran out of ports")
 
 
 class Bench:

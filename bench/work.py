@@ -122,7 +122,7 @@ def podman_web(name: str, port: int, www: Path) -> dict[str, Any]:
 
 def podman_remove(bench: Bench, names: Sequence[str]) -> None:
     if names:
-        bench.run(["podman", "rm", "-f", "-t", "0", *names], check=False)
+        bench.run(["podman", "rm", "--force", "--ignore", "-t", "0", *names], check=False)
 
 
 def require(tool: str) -> str:
