@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.figures import Figure, Series
@@ -40,7 +40,8 @@ IPERF = "/usr/bin/iperf3"
 LIBRARIES = "/usr/lib/x86_64-linux-gnu"
 MOUNTED_IPERF, MOUNTED_LIBRARIES = "/iperf/iperf3", "/iperf/lib"
 SERVER_PORT = 5201
-# A transfer that takes longer stops there and fails the subject's round.
+# A transfer that takes longer is cut off there (`timeout`) and counts what moved: a stall
+# is a figure, and a note.
 LIMIT_SECONDS = 30
 WARM_UP_TRIES = 50
 # The server inside a container: the host's iperf3 through the host's loader.
@@ -64,6 +65,7 @@ class Measured:
     download: Series
     pss: Series | None = None
     rss: Series | None = None
+    stalls: list[str] = field(default_factory=list)
 
 
 def measure(bench: Bench, podman_ready: str) -> Figure:
@@ -100,6 +102,8 @@ def measure(bench: Bench, podman_ready: str) -> Figure:
             if series is not None and not series.samples:
                 series.reason = series.reason or measured.upload.reason
     figure.notes.append(f"N = {size >> 20} MiB per transfer, at most {LIMIT_SECONDS} s")
+    for measured in subjects.values():
+        figure.notes += [f"{stall}: cut off at {LIMIT_SECONDS} s once" for stall in measured.stalls]
     return figure
 
 
@@ -116,8 +120,11 @@ def _measured(figure: Figure, subject: str, memory: bool = True, reason: str = "
     return measured
 
 
-def _transfer(bench: Bench, port: int, size: int, reverse: bool) -> float:
-    """Gbit/s that the receiving side of one iperf3 test counted."""
+def _transfer(bench: Bench, port: int, size: int, reverse: bool) -> tuple[float, bool]:
+    """Gbit/s that one iperf3 test counted, and whether it finished within the limit.
+
+    A finished test gives its receiver's figure; one cut off at the limit gives what its
+    per-second intervals counted until then (iperf3 -J reports them when interrupted)."""
     argv = ["timeout", str(LIMIT_SECONDS), "iperf3", "-c", "127.0.0.1", "-p", str(port)]
     argv += ["-n", str(size), "-J", *(["-R"] if reverse else [])]
     output = bench.run(argv, check=False, timeout=LIMIT_SECONDS + 30)
@@ -126,9 +133,14 @@ def _transfer(bench: Bench, port: int, size: int, reverse: bool) -> float:
         result = json.loads(output)
     except json.JSONDecodeError as e:
         raise BenchError(f"failed to measure {way} through port {port}: {output!r}") from e
-    if "error" in result:
-        raise BenchError(f"failed to measure {way} through port {port}: {result['error']}")
-    return float(result["end"]["sum_received"]["bits_per_second"]) / 1e9
+    error = str(result.get("error", ""))
+    if not error:
+        return float(result["end"]["sum_received"]["bits_per_second"]) / 1e9, True
+    intervals = [i["sum"] for i in result.get("intervals", [])]
+    moved = sum(float(i["bytes"]) for i in intervals)
+    if "interrupt" not in error or not moved:
+        raise BenchError(f"failed to measure {way} through port {port}: {error}")
+    return moved * 8 / sum(float(i["seconds"]) for i in intervals) / 1e9, False
 
 
 def _both_ways(bench: Bench, port: int, size: int, measured: Measured) -> float:
@@ -142,8 +154,12 @@ def _both_ways(bench: Bench, port: int, size: int, measured: Measured) -> float:
             time.sleep(0.1)
     else:
         raise BenchError(f"failed to get 1 MiB through port {port} with iperf3")
-    upload = _transfer(bench, port, size, reverse=False)
-    measured.download.samples.append(_transfer(bench, port, size, reverse=True))
+    upload, whole_up = _transfer(bench, port, size, reverse=False)
+    download, whole_down = _transfer(bench, port, size, reverse=True)
+    measured.download.samples.append(download)
+    for whole, series in ((whole_up, measured.upload), (whole_down, measured.download)):
+        if not whole:
+            measured.stalls.append(f"{series.subject} {series.work}")
     return upload
 
 
