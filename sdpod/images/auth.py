@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from sdpod.errors import ImageError
+from sdpod.images.jsonfile import read_json
 from sdpod.images.reference import DOCKER_HUB
 
 log = logging.getLogger(__name__)
@@ -62,14 +62,7 @@ def credentials_for(registry: str, repository: str = "") -> Credentials | None:
 
 
 def _read_auths(path: Path) -> dict[str, object]:
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ImageError(f"failed to read credentials file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ImageError(f"failed to parse credentials file {path}: {exc}") from None
+    document = read_json(path, "credentials file", missing_ok=True)
     auths = document.get("auths") if isinstance(document, dict) else None
     return auths if isinstance(auths, dict) else {}
 

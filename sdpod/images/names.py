@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sdpod.errors import ImageError
+from sdpod.images.jsonfile import read_json
 
 FILE = "names.json"
 
@@ -23,14 +24,9 @@ FILE = "names.json"
 def read_names(root: Path) -> dict[str, str]:
     """Every name and the id it points at; an empty store has none."""
     path = root / FILE
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    document = read_json(path, missing_ok=True)
+    if document is None:
         return {}
-    except OSError as exc:
-        raise ImageError(f"failed to read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ImageError(f"failed to parse {path}: {exc}") from None
     if not isinstance(document, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in document.items()
     ):

@@ -49,6 +49,7 @@ from sdpod.errors import ImageError, SdpodError
 from sdpod.images import blobs, names, usage
 from sdpod.images.config import ImageConfig, parse_config
 from sdpod.images.digest import Digest, Readable, check, hash_bytes
+from sdpod.images.jsonfile import read_json
 from sdpod.images.layout import MAX_JSON_BLOB, Descriptor, ImageLayout, Layer, ResolvedImage
 from sdpod.images.trees import (
     DONE,
@@ -135,12 +136,7 @@ class ImageStore:
     def metadata(self, image_id: str) -> dict[str, Any]:
         """What image.json records of an imported image: manifest, layers, source, size."""
         path = self.images / Digest.parse(image_id).hex / _METADATA
-        try:
-            document = json.loads(path.read_bytes())
-        except OSError as exc:
-            raise ImageError(f"failed to read {path}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise ImageError(f"failed to parse {path}: {exc}") from None
+        document = read_json(path)
         if not isinstance(document, dict):
             raise ImageError(f"failed to parse {path}: expected a JSON object")
         return document
