@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,3 +40,17 @@ def remove_cgroup(path: Path) -> None:
         if leaf.is_dir():
             leaf.rmdir()
     path.rmdir()
+
+
+def launch_by_hand(bundle: Path, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    """Run the unit's launcher on `bundle` as systemd would, but from the test: no
+    notify socket, its runtime files under `run_dir`."""
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run_dir)}
+    env.pop("NOTIFY_SOCKET", None)
+    return subprocess.run(
+        [sys.executable, "-m", "sdpod.runtime", "launch", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )

@@ -15,8 +15,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,7 +36,7 @@ from support.trees import Node, tree
 from unit.test_images_umoci import LAYER_2, LAYER_3, inode_groups
 from unit.test_images_unpack import LOWER
 
-from namespaces.common import MAPPING, MARKS
+from namespaces.common import MAPPING, MARKS, launch_by_hand
 from sdpod.config.model import Container, LayoutImage, Network, NetworkMode
 from sdpod.images import removal
 from sdpod.images.store import ImageStore, StoredImage
@@ -217,15 +215,7 @@ def launch(
         overlay = {"lower": str(legacy), "upper": str(layout.upper), "work": str(layout.work)}
         spec["annotations"][ANNOTATION_OVERLAY] = json.dumps({**overlay, "idmap_lower": ""})
     bundle.prepare(layout, spec, etc, root_owner=(mapping.host_root))
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
-    env.pop("NOTIFY_SOCKET", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "sdpod.runtime", "launch", str(layout.bundle)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = launch_by_hand(layout.bundle, tmp_path / "run")
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -6,17 +6,15 @@ need root (to write the id maps without /etc/subuid) plus slirp4netns and tini.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.mkimage import build_busybox_image
 
-from namespaces.common import MAPPING, MARKS
+from namespaces.common import MAPPING, MARKS, launch_by_hand
 from sdpod.config.model import Container, LayoutImage
 from sdpod.images.store import ImageStore
 from sdpod.kernel import capabilities
@@ -85,15 +83,7 @@ def run_probe(tmp_path: Path, probe: str = PROBE, **settings: Any) -> dict[str, 
         root_owner=(0, 0),
     )
 
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run")}
-    env.pop("NOTIFY_SOCKET", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "sdpod.runtime", "launch", str(layout.bundle)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = launch_by_hand(layout.bundle, tmp_path / "run")
     # Run by hand, nobody kills the network helper that systemd would kill with the unit.
     # SIGKILL, so that its shell cannot go on to kill the init's (by now free) pid.
     # "--": a pattern that begins with "--" would be taken for an option, killing nothing.
