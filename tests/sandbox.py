@@ -263,6 +263,11 @@ def boot_script(console: Path, checkout: Path | None) -> str:
         # machine) that is private to this boot.
         "mkdir -p /var/log/journal",
         "mount -t tmpfs -o mode=2755,nosuid,nodev tmpfs /var/log/journal",
+        # Linger flags private to this boot: logind starts only the managers of the
+        # users this host let linger, and it re-reads a user's flag whenever it
+        # considers stopping them, so the flag must stay in place while they run.
+        "mkdir -p /var/lib/systemd/linger",
+        "mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /var/lib/systemd/linger",
         "mkdir -p /run/systemd/system /run/systemd/journald.conf.d",
         "printf '[Journal]\\nReadKMsg=no\\n' > /run/systemd/journald.conf.d/sandbox.conf",
     ]

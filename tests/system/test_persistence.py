@@ -1,14 +1,12 @@
 """Persistence: `enable`, `disable`, idempotent `up` and edit-and-`up`, against real systemd.
 
 Enabling a container writes a unit file into the user's home, which every sandbox host
-on this machine shares, and logind starts the manager of every user that lingers
-(/var/lib/systemd/linger is the machine's, too) in every host that boots. A container
-enabled for `sdpod-test` would therefore also start in the sandbox of any test session
-that boots meanwhile, where that session's tests count `sdpod-test`'s processes, and it
-would hold our port there. So the tests that enable run as BOOT_USER in hosts of their
-own, and hide BOOT_USER's linger flag from other hosts as soon as our host's logind has
-read it: our logind keeps the user lingering, and the others never start BOOT_USER.
-The tests that only run `up` use the session's sandbox.
+on this machine shares. A container enabled for `sdpod-test` would therefore also start
+in the sandbox of any test session that boots meanwhile, where that session's tests
+count `sdpod-test`'s processes, and it would hold our port there. So the tests that
+enable run as BOOT_USER in hosts of their own; linger flags are private to each boot
+(see `sandbox.boot_script`), so no other host starts BOOT_USER's manager. The tests
+that only run `up` use the session's sandbox.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ from system.helpers import (
 )
 
 BOOT_USER = "sdpod-boot"
-LINGER_DIR = Path("/var/lib/systemd/linger")
 MANAGER_TIMEOUT = 60.0
 
 Completed = subprocess.CompletedProcess[str]
@@ -69,7 +66,6 @@ def start_boot_host() -> SandboxHost:
     remove_leftovers()
     host = SandboxHost(BOOT_USER, nosub_user=None)
     host.start()
-    hide_linger_flag()
     return host
 
 
@@ -86,25 +82,13 @@ def remove_leftovers() -> None:
     shutil.rmtree(home / ".local/share/sdpod/containers", ignore_errors=True)
 
 
-def hide_linger_flag() -> None:
-    """See the module's docstring; `sdpod enable` then warns that linger is off."""
-    (LINGER_DIR / BOOT_USER).unlink(missing_ok=True)
-
-
-def stop_boot_host(host: SandboxHost) -> None:
-    """Power the host off; no other host should start BOOT_USER's manager afterwards."""
-    if host.pid:
-        host.run_as_root(["loginctl", "disable-linger", BOOT_USER], check=False)
-    host.stop()
-
-
 @pytest.fixture(scope="module")
 def boot_host() -> Iterator[SandboxHost]:
     host = start_boot_host()
     try:
         yield host
     finally:
-        stop_boot_host(host)
+        host.stop()
         remove_leftovers()
 
 
@@ -195,8 +179,8 @@ def test_enabled_container_comes_back_after_its_manager_restarts(web: Project) -
     result = web.sdpod("enable", web.toml)
     enabled = succeeds(result)
     assert f"{web.name}: enabled" in enabled, enabled
-    # The flag is hidden (see the module's docstring): the warning names the remedy.
-    assert f"loginctl enable-linger {BOOT_USER}" in result.stderr, ok(result)
+    # The host lets BOOT_USER linger, so there is nothing to warn about.
+    assert "enable-linger" not in result.stderr, ok(result)
     assert is_enabled(web) == "enabled"
     assert unit_file(web).is_file() and wants_link(web).is_symlink()
     before = serving(web)
@@ -370,7 +354,6 @@ def test_enabled_container_runs_after_the_host_reboots() -> None:
             # The same user on a new boot: the home, and so ~/.config, is on the disk.
             host = SandboxHost(BOOT_USER, nosub_user=None)
             host.start()
-            hide_linger_flag()
             project.sandbox = host
             # No sdpod command ran in this boot: the user's manager started it.
             serving(project)
@@ -382,7 +365,7 @@ def test_enabled_container_runs_after_the_host_reboots() -> None:
             assert not unit_file(project).exists()
             assert not project.container_dir.exists()
     finally:
-        stop_boot_host(host)
+        host.stop()
         remove_leftovers()
 
 
