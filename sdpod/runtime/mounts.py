@@ -369,7 +369,10 @@ def _run_device(op: Device, root: str) -> None:
 
 
 def _run_symlink(op: Symlink, root: str) -> None:
-    link = resolve_in_root(root, op.target)
+    # The link itself is not followed: from an earlier start on a root without a /dev
+    # mount, /dev/fd is there already and leads to /proc/self/fd, not yet mounted.
+    parent, name = os.path.split(op.target)
+    link = os.path.join(resolve_in_root(root, parent), name)
     if not os.path.lexists(link):
         os.symlink(op.destination, link)
 

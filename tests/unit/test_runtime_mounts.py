@@ -52,3 +52,16 @@ def test_symlinks_resolve_inside_the_root(tmp_path: Path) -> None:
     assert mounts.resolve_in_root(str(root), "/climbing/x") == str(root / "outside/x")
     assert mounts.resolve_in_root(str(root), "/relative/../etc") == str(root / "etc")
     assert mounts.resolve_in_root(str(root), "/../../x") == str(root / "x")
+
+
+def test_device_links_are_kept_from_an_earlier_start(tmp_path: Path) -> None:
+    # A root without a /dev mount keeps the links of its last start, dangling until
+    # /proc is mounted: a second start must find them there, not follow them.
+    (tmp_path / "dev").mkdir()
+    links = [mounts.Symlink(destination, link) for destination, link in mounts.DEVICE_LINKS]
+
+    mounts.execute(links, str(tmp_path))
+    mounts.execute(links, str(tmp_path))
+
+    assert os.readlink(tmp_path / "dev/fd") == "/proc/self/fd"
+    assert os.readlink(tmp_path / "dev/ptmx") == "pts/ptmx"
