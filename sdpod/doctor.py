@@ -222,6 +222,18 @@ def check_tini(path: str | None) -> Check:
     return Check("tini-static", Level.OK, path)
 
 
+def check_catatonit(path: str | None) -> Check:
+    if path is None:
+        return Check(
+            "catatonit",
+            Level.PROBLEM,
+            "catatonit, which holds the network that the containers of one file share, is "
+            "not installed: files with two or more containers on the default network cannot start",
+            "sudo apt-get install catatonit",
+        )
+    return Check("catatonit", Level.OK, path)
+
+
 def check_tun(is_char_device: bool, usable: bool) -> Check:
     """/dev/net/tun, which slirp4netns and pasta open as the user."""
     if not is_char_device:
@@ -461,6 +473,7 @@ def _programs() -> list[Check]:
         check_slirp4netns(slirp, _version(slirp)),
         check_pasta(pasta, installed_pasta().version),
         check_tini(shutil.which("tini-static")),
+        check_catatonit(shutil.which("catatonit")),
     ]
 
 

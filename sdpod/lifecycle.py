@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdpod import paths, projects
+from sdpod import paths, pods, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import (
     Container,
@@ -71,7 +71,7 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def _own_mapping() -> IdMapping | None:
+def own_mapping() -> IdMapping | None:
     return None if is_root() else rootless_mapping()
 
 
@@ -100,7 +100,11 @@ def _etc_files(container: Container, project: Project) -> dict[str, str]:
     host = None
     if owner.network.mode is NetworkMode.HOST:
         host = files.HostFiles(_read_or_empty(HOST_HOSTS), _read_or_empty(HOST_RESOLV_CONF))
-    return files.etc_files(container, owner, host)
+    # The members of the project's pod share one network: each answers on the address.
+    neighbours = [n for member in project.pod_members for n in files.names_of(member)]
+    if owner_name != project.pod_name:
+        neighbours = []
+    return files.etc_files(container, owner, host, neighbours)
 
 
 def _read_or_empty(path: Path) -> str:
@@ -125,7 +129,7 @@ def remove_container_files(name: str, rootless: IdMapping | None) -> None:
         run_in_userns(rootless, functools.partial(shutil.rmtree, directory))
 
 
-def _remove_runtime_files(name: str) -> None:
+def remove_runtime_files(name: str) -> None:
     socket = paths.network_socket(name)
     socket.unlink(missing_ok=True)
     socket.with_suffix(".log").unlink(missing_ok=True)
@@ -150,7 +154,7 @@ Context = _Context
 @contextlib.contextmanager
 def session(project: Project, debug: bool = False) -> Iterator[Context]:
     """What preparing and starting containers takes: ids, the init, the store, systemd."""
-    rootless = _own_mapping()
+    rootless = own_mapping()
     init = find_init()
     store = ImageStore(paths.data_dir())
     with Manager.connect() as manager:
@@ -163,7 +167,12 @@ def up(file: Path, say: Say, debug: bool = False) -> None:
     with session(project, debug) as context:
         # Every image is imported or pulled before any container starts: a pull that
         # fails leaves the project as it was, rather than half started.
+        holder = pods.desired_holder(context)
         wants = [desired(container, context) for container in readiness.start_order(project)]
+        if holder is None:
+            pods.remove_unused(context, say)
+        else:
+            pods.bring_up(holder, context, say)
         for want in wants:
             bring_up(want, context, say)
 
@@ -200,7 +209,7 @@ class Desired:
 
 def desired(container: Container, context: _Context) -> Desired:
     """Import the image and build the container's config.json and unit; write nothing."""
-    container = with_backend(container)
+    container = with_backend(pods.member_view(container, context.project))
     mapping = idmaps.mapping_for(container, context.rootless, IdPool(paths.data_dir()))
     image = _image_for(container, mapping, context)
     layout = BundleLayout.under(
@@ -240,6 +249,10 @@ def with_backend(container: Container) -> Container:
     for warning in warnings:
         log.warning("%s: %s", container.name, warning)
     return resolved
+
+
+def to_json(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, indent=2) + "\n"
 
 
 def definition_digest(spec: dict[str, Any], properties: list[Property], etc: dict[str, str]) -> str:
@@ -287,7 +300,8 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
         return
     # Ports the running container does not hold are checked before it is replaced: an
     # edit that cannot start must not take the working container down with it.
-    ports.check_free([port for port in container.ports if port not in _held_ports(container)])
+    held = held_ports(container.name)
+    ports.check_free([port for port in container.ports if port not in held])
     replaced = remove_if_changed(want, context, running)
     ports.check_free(container.ports)
 
@@ -297,7 +311,7 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
         _start(want, context)
     except SdpodError:
         context.manager.stop(unit)
-        _remove_runtime_files(container.name)
+        remove_runtime_files(container.name)
         if created:
             remove_container_files(container.name, context.rootless)
         raise
@@ -305,9 +319,9 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
     say(f"{container.name}: {how} as {unit}{_published(container)}")
 
 
-def _held_ports(container: Container) -> list[PortMapping]:
-    """The ports the container's existing bundle publishes, none without a bundle."""
-    spec = bundle.read_spec(paths.container_dir(container.name))
+def held_ports(name: str) -> list[PortMapping]:
+    """The ports the existing bundle of container `name` publishes, none without one."""
+    spec = bundle.read_spec(paths.container_dir(name))
     return ports_of(spec) if spec else []
 
 
@@ -320,7 +334,7 @@ def remove_if_changed(want: Desired, context: _Context, running: bool) -> bool:
     if not (running or want.layout.bundle.exists()) or want.unchanged:
         return False
     context.manager.stop(want.container.unit_name)
-    _remove_runtime_files(want.container.name)
+    remove_runtime_files(want.container.name)
     remove_container_files(want.container.name, context.rootless)
     return True
 
@@ -416,7 +430,7 @@ def enabled_after_stop(manager: Manager, container: Container) -> bool:
 def remove_container(container: Container, context: _Context) -> None:
     """Delete a stopped container's files and, as root, free its id range."""
     remove_container_files(container.name, context.rootless)
-    _remove_runtime_files(container.name)
+    remove_runtime_files(container.name)
     if context.rootless is None:
         IdPool(paths.data_dir()).release(container.name)
 
@@ -428,7 +442,7 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
 
     for name in names:
         observe.require_known(name, "remove")
-    rootless = _own_mapping()
+    rootless = own_mapping()
     lowers: list[Path] = []
     with Manager.connect() as manager:
         for name in names:
@@ -449,7 +463,7 @@ def remove(names: list[str], say: Say, force: bool = False) -> None:
             _forget_unit_files(manager, name)
             lowers += _lowers_of(name)
             remove_container_files(name, rootless)
-            _remove_runtime_files(name)
+            remove_runtime_files(name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(name)
             say(f"{name}: removed")
@@ -542,24 +556,28 @@ def down(file: Path, say: Say) -> None:
     The image layouts and volumes the file names need not exist any more.
     """
     project = load_project(file, check_paths=False)
-    rootless = _own_mapping()
+    rootless = own_mapping()
     with Manager.connect() as manager:
         for container in readiness.stop_order(project):
             owner = owner_of(container.name)
             if owner != project.source:
+                if owner is None and rootless is None:
+                    # A range that an `up` which failed early took for it.
+                    IdPool(paths.data_dir()).release(container.name)
                 say(_not_ours(container.name, owner))
                 continue
             manager.stop(container.unit_name)
             checks.stop_checks(manager, container)
             if enabled_after_stop(manager, container):
-                _remove_runtime_files(container.name)
+                remove_runtime_files(container.name)
                 say(_still_enabled(container.name, file))
                 continue
             remove_container_files(container.name, rootless)
-            _remove_runtime_files(container.name)
+            remove_runtime_files(container.name)
             if rootless is None:
                 IdPool(paths.data_dir()).release(container.name)
             say(f"{container.name}: stopped and removed")
+        pods.take_down(project, manager, say)
         stop_empty_slice(manager, project)
 
 

@@ -13,7 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
-from sdpod import lifecycle, projects
+from sdpod import lifecycle, pods, projects
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import SystemdError
@@ -37,6 +37,9 @@ def enable(file: Path, say: lifecycle.Say, debug: bool = False) -> None:
         running = {
             c.name for c in project.containers if lifecycle.is_running(context.manager, c.unit_name)
         }
+        holder = pods.desired_holder(context)
+        if holder is not None:
+            pods.make_persistent(holder, context, say, bool(running & set(holder.members)))
         for container in readiness.start_order(project):
             _enable_one(container, context, file, say, container.name in running)
     if os.geteuid() != 0:
@@ -116,6 +119,7 @@ def disable(file: Path, say: lifecycle.Say) -> None:
             _disable_one(container, context, file, say)
         if units:
             context.manager.reload()
+        pods.forget_unit_file(project, context.manager)
 
 
 def _disable_one(

@@ -35,6 +35,7 @@ def check_coherence(entries: Sequence[Read]) -> None:
         _check_volume_owners(entry)
         _check_capabilities(entry)
         _check_network(entry, by_name)
+    _check_pod(entries)
 
 
 def _check_mount_targets(entry: Read) -> None:
@@ -160,6 +161,33 @@ def _check_shared_with(entry: Read, network: Network, spot: Spot, by_name: dict[
             "network; valid: drop that dependency",
             shown,
         )
+
+
+def _check_pod(entries: Sequence[Read]) -> None:
+    """The containers on the default network share one, pod-style (`Project.pod_members`):
+    they must have one user namespace, and not publish one container port twice."""
+    members = [e for e in entries if e.values.get("network") == Network() and "name" in e.values]
+    if len(members) < 2:
+        return
+    first = members[0].values
+    shares = f'containers on network = "private" share one network, as {first["name"]} does'
+    listening: dict[tuple[int, str], str] = {}
+    for entry in members:
+        values = entry.values
+        if "userns" in values and values["userns"] != first.get("userns"):
+            entry.spot.child("userns").fail(
+                f"{shares}, which needs one user namespace; valid: the userns of "
+                f'{first["name"]}, or network = "slirp4netns" or "pasta" for a network apart'
+            )
+        for index, port in enumerate(values.get("ports", ())):
+            where = f"{port.container_port}/{port.protocol.value}"
+            other = listening.setdefault((port.container_port, port.protocol.value), values["name"])
+            if other != values["name"]:
+                entry.spot.child("ports").child(index).fail(
+                    f"{shares}, and {other} listens on container port {where}; valid: "
+                    'another container port, or network = "slirp4netns" or "pasta" for a '
+                    "network apart"
+                )
 
 
 def _depends_on(entry: Read, name: str, by_name: dict[str, Read]) -> bool:

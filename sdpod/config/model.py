@@ -120,6 +120,10 @@ class UserNamespace:
     gid_map: tuple[IdMap, ...] = ()
 
 
+POD_SUFFIX = "-pod"
+SLICE_LESS_POD = "sdpod"  # the pod's name stem for a project without a name
+
+
 class NetworkMode(enum.Enum):
     PRIVATE = "private"  # its own network namespace, reaching out through the default backend
     PASTA = "pasta"  # the same, through pasta
@@ -314,6 +318,21 @@ class Project:
     name: str = ""
     """The project's name, by default the file's name without `.toml`; its containers
     share the slice `sdpod-NAME.slice`."""
+
+    @property
+    def pod_members(self) -> tuple[Container, ...]:
+        """The containers that share one network namespace, pod-style, and so reach each
+        other by name: those on the default network ("private"), where there are two or
+        more. A single one keeps its network to itself; one that names its backend
+        ("pasta", "slirp4netns") has a network apart."""
+        members = tuple(c for c in self.containers if c.network.mode is NetworkMode.PRIVATE)
+        return members if len(members) > 1 else ()
+
+    @property
+    def pod_name(self) -> str:
+        """The name under which the project's shared network namespace is held, as a
+        container's would be: `sdpod-NAME-pod.service`."""
+        return f"{self.name or SLICE_LESS_POD}{POD_SUFFIX}"
 
     def ready_of(self, container: Container) -> ReadyWhen:
         """When `container` counts as started: as its `ready` says, but once healthy where

@@ -569,9 +569,12 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         default=Network(),
         dump=isolation.dump_network,
         example='network = "container:db"',
-        help='"private", its own network reaching out through the default user-mode '
-        "backend: pasta where its build is 2023-12-04 or newer, slirp4netns otherwise; "
-        '"pasta" or "slirp4netns", that backend (an older pasta with a warning); "none", '
+        help='"private", a network of the file\'s own, reaching out through the default '
+        "user-mode backend: pasta where its build is 2023-12-04 or newer, slirp4netns "
+        "otherwise; where two or more containers of the file have it, they share it, "
+        "pod-style, and reach each other by name (each listening on ports of its own); "
+        '"pasta" or "slirp4netns", a network of the container\'s own through that backend '
+        '(an older pasta with a warning); "none", '
         'loopback alone; "host", the host\'s network, with copies of its /etc/hosts and '
         'resolv.conf; "container:NAME", the network and name resolution of another '
         "container of the file, which then starts first",

@@ -68,6 +68,12 @@ def parse_name(text: str, what: str = "container") -> str:
             f"names ending in -health are kept for health checks' units; valid: {NAME_RULE}, "
             "not ending in -health"
         )
+    # sdpod-PROJECT-pod.service holds the network that a project's containers share.
+    if what == "container" and text.endswith("-pod"):
+        raise Invalid(
+            "names ending in -pod are kept for the units that hold projects' shared "
+            f"networks; valid: {NAME_RULE}, not ending in -pod"
+        )
     return text
 
 

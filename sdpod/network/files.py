@@ -71,15 +71,22 @@ def _keyword(line: str) -> str:
     return words[0] if words else ""
 
 
-def etc_files(container: Container, owner: Container, host: HostFiles | None) -> dict[str, str]:
+def etc_files(
+    container: Container,
+    owner: Container,
+    host: HostFiles | None,
+    neighbours: Sequence[str] = (),
+) -> dict[str, str]:
     """The container's hosts, hostname and resolv.conf, keyed by their names under /etc.
 
     `owner` is the container whose network namespace `container` uses: itself, or the one
     whose network it shares, whose name-resolution settings are then the ones that count
     (configuration refuses them on a container that shares another's network). `host` is
-    needed where `owner` uses the host's network.
+    needed where `owner` uses the host's network. `neighbours` are the names of the
+    containers that share the network with it, pod-style, on its own address.
     """
     names = names_of(owner) + [n for n in names_of(container) if n not in names_of(owner)]
+    names += [n for n in neighbours if n not in names]
     resolver = (owner.dns, owner.dns_search, owner.dns_options)
     mode = owner.network.mode
     if mode is NetworkMode.HOST:

@@ -358,7 +358,7 @@ def _etc_mounts(etc: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _id_map(ranges: Iterable[IdRange]) -> list[dict[str, int]]:
+def id_map(ranges: Iterable[IdRange]) -> list[dict[str, int]]:
     return [{"containerID": r.container_id, "hostID": r.host_id, "size": r.size} for r in ranges]
 
 
@@ -500,8 +500,8 @@ def build_spec(
         # Last, so that no other mount can hide it and send the secrets elsewhere.
         + _secret_mounts(container),
         "linux": {
-            "uidMappings": _id_map(mapping.uids),
-            "gidMappings": _id_map(mapping.gids),
+            "uidMappings": id_map(mapping.uids),
+            "gidMappings": id_map(mapping.gids),
             "namespaces": namespaces(container, shared),
             "sysctl": dict(container.sysctls),
             "seccomp": default_profile(bounding_set(container)),

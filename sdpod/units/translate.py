@@ -101,6 +101,31 @@ def service_properties(
     ]
 
 
+def pod_unit_name(project: Project) -> str:
+    return f"sdpod-{project.pod_name}.service"
+
+
+def pod_properties(project: Project, exec_start: Sequence[str]) -> list[Property]:
+    """The properties of the service that holds the network of `project`'s pod members
+    (`sdpod.runtime.pod`), started by `exec_start`.
+
+    It is never restarted on its own: its members, bound to it, stop with it, and a
+    network that came back without them would serve no one. `sdpod up` starts all again.
+    """
+    members = ", ".join(container.name for container in project.pod_members)
+    return [
+        ("Description", ("s", f"sdpod network shared by {members}")),
+        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
+        ("Type", ("s", "notify")),
+        ("NotifyAccess", ("s", "main")),
+        ("Delegate", ("b", True)),
+        ("Slice", ("s", slice_name(project))),
+        ("TimeoutStartUSec", ("t", START_TIMEOUT_SECONDS * USEC_PER_SECOND)),
+        ("KillMode", ("s", "mixed")),
+        ("SyslogIdentifier", ("s", project.pod_name)),
+    ]
+
+
 def scope_name(container: Container) -> str:
     """`sdpod-NAME.scope`: the unit of a container that `sdpod run` runs in the foreground."""
     return f"sdpod-{container.name}.scope"
@@ -183,11 +208,21 @@ def _dependencies(container: Container, project: Project) -> list[Property]:
     # nothing starts it again afterwards (seen on systemd 252: a dependency killed and
     # restarted left its BindsTo= dependent inactive, its Requires= dependent running).
     # A web server had better outlive a short outage of its database.
-    if not container.depends_on:
-        return []
+    #
+    # A member of the project's pod is bound to the holder of its network instead
+    # (BindsTo=): a member whose network is gone cannot serve, whatever took it away.
     units = {other.name: other.unit_name for other in project.containers}
     needed = [units[dependency.name] for dependency in container.depends_on]
-    return [("After", ("as", needed)), ("Requires", ("as", needed))]
+    members = {member.name for member in project.pod_members}
+    holder = [pod_unit_name(project)] if container.name in members else []
+    found: list[Property] = []
+    if needed or holder:
+        found.append(("After", ("as", holder + needed)))
+    if needed:
+        found.append(("Requires", ("as", needed)))
+    if holder:
+        found.append(("BindsTo", ("as", holder)))
+    return found
 
 
 def _table(rows: Sequence[Row], model: object) -> list[Property]:

@@ -372,16 +372,23 @@ def test_enabled_container_runs_after_the_host_reboots() -> None:
 # -- idempotent up and edit-and-up, in the session's sandbox -----------------------------
 
 
-def two_containers(names: tuple[str, str], ports: tuple[int, int]) -> str:
+def two_containers(names: tuple[str, ...], ports: tuple[int, ...], network: str = "private") -> str:
+    """Web servers on container ports 81 and 82: on the file's shared network (beside
+    a container_toml one on 80) each needs a port of its own."""
     return "\n".join(
         f"[containers.{name}]\n"
         'image = "oci:image:latest"\n'
-        f"command = {json.dumps(list(HTTPD))}\n"
-        f'ports = ["127.0.0.1:{port}:80"]\n'
+        f"command = {json.dumps(httpd_on(81 + index))}\n"
+        f'ports = ["127.0.0.1:{port}:{81 + index}"]\n'
         'volumes = ["./www:/www:ro"]\n'
         'restart = "always"\n'
-        for name, port in zip(names, ports, strict=True)
+        f"network = {json.dumps(network)}\n"
+        for index, (name, port) in enumerate(zip(names, ports, strict=True))
     )
+
+
+def httpd_on(port: int) -> list[str]:
+    return [str(port) if word == "80" else word for word in HTTPD]
 
 
 @pytest.mark.system
@@ -394,7 +401,9 @@ def test_up_twice_then_edit_replaces_only_the_edited_container(
     kept = Project(
         sandbox, sandbox.user, project.directory, project.toml, project.www, names[1], ports[1]
     )
-    project.rewrite(two_containers(names, ports))
+    # Networks apart: a port edit in a shared network replaces its holder, and with it
+    # every container of the file (tests/system/test_pod_network.py).
+    project.rewrite(two_containers(names, ports, "slirp4netns"))
     try:
         first = succeeds(project.up())
         assert first.count(": running as") == 2, first
@@ -410,7 +419,7 @@ def test_up_twice_then_edit_replaces_only_the_edited_container(
         for p in (project, kept):
             (p.container_dir / "upper" / "left-by-test").write_text("x\n")
         new_port = free_port()
-        project.rewrite(two_containers(names, (new_port, ports[1])))
+        project.rewrite(two_containers(names, (new_port, ports[1]), "slirp4netns"))
         third = succeeds(project.up())
         assert f"{names[0]}: replaced" in third, third
         assert f"{names[1]}: already running" in third, third

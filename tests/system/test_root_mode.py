@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sandbox import SandboxHost
 
-from system.helpers import EXAMPLES, HTTPD, build_image, fetch, free_port, refuses
+from system.helpers import EXAMPLES, build_image, fetch, free_port, refuses
 
 pytestmark = pytest.mark.system
 
@@ -33,15 +33,18 @@ def process_uid(sandbox: SandboxHost, pid: str) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
 
 
-def two_container_toml(ports: list[int]) -> str:
+def two_container_toml(ports: list[int], network: str) -> str:
+    """Two web servers on container ports 80 and 81, on `network`."""
     tables = []
     for index, port in enumerate(ports, start=1):
+        command = ["httpd", "-f", "-p", str(79 + index), "-h", "/www"]
         tables.append(
             f"[containers.rootweb{index}]\n"
             'image = "oci:image:latest"\n'
-            f"command = {json.dumps(list(HTTPD))}\n"
-            f'ports = ["127.0.0.1:{port}:80"]\n'
+            f"command = {json.dumps(command)}\n"
+            f'ports = ["127.0.0.1:{port}:{79 + index}"]\n'
             'volumes = ["./www:/www:ro"]\n'
+            f'network = "{network}"\n'
         )
     return "\n".join(tables)
 
@@ -53,7 +56,7 @@ def two_containers(sandbox: SandboxHost, user_dir: Path) -> Iterator[tuple[Path,
     build_image(user_dir / "image", ())
     ports = [free_port(), free_port()]
     toml = user_dir / "root.toml"
-    toml.write_text(two_container_toml(ports))
+    toml.write_text(two_container_toml(ports, "slirp4netns"))
     yield toml, ports
     as_root(sandbox, "sdpod", "down", str(toml))
 
@@ -83,6 +86,29 @@ def test_root_runs_each_container_in_its_own_range(
         assert not (Path("/var/lib/sdpod/containers") / name).exists()
         assert refuses(port)
     assert not set(json.loads(IDRANGES.read_text())) & {"rootweb1", "rootweb2"}
+
+
+def test_root_gives_the_containers_of_a_pod_the_range_of_its_holder(
+    sandbox: SandboxHost, two_containers: tuple[Path, list[int]]
+) -> None:
+    toml, ports = two_containers
+    toml.write_text(two_container_toml(ports, "private"))
+
+    up = as_root(sandbox, "sdpod", "up", str(toml))
+    assert up.returncode == 0, up.stderr
+    states = [show(sandbox, f"sdpod-{name}.service") for name in ("rootweb1", "rootweb2")]
+    uids = {process_uid(sandbox, state["MainPID"]) for state in states}
+    # One user namespace for both, whose root is the first id of the holder's block.
+    assert len(uids) == 1 and min(uids) >= 1 << 30, uids
+    ranges = json.loads(IDRANGES.read_text())
+    assert ranges["root-pod"] == ranges["rootweb1"] == ranges["rootweb2"], ranges
+    for port in ports:
+        assert fetch(f"http://127.0.0.1:{port}/") == (EXAMPLES / "www/index.html").read_text()
+
+    down = as_root(sandbox, "sdpod", "down", str(toml))
+    assert down.returncode == 0, down.stderr
+    assert "root-pod: stopped and removed" in down.stdout, down.stdout
+    assert not set(json.loads(IDRANGES.read_text())) & {"root-pod", "rootweb1", "rootweb2"}
 
 
 def test_an_idmapped_volume_shows_the_host_ids_unchanged(

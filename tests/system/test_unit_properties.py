@@ -31,6 +31,8 @@ name = "props-{token}"
 [containers.db]
 name = "db-{token}"
 image = "oci:image:latest"
+# A network apart: on the shared one, web's server and db's would take one port.
+network = "slirp4netns"
 
 # Started after db: the file's order, until `up` orders the containers by dependency.
 [containers.web]

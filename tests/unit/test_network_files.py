@@ -116,3 +116,10 @@ def test_a_container_sharing_a_network_gets_its_owners_files_and_its_own_name(
     own_line = theirs["hosts"].splitlines()[-1]
     assert ours["hosts"] == theirs["hosts"].replace(own_line, f"{own_line} app.lan app")
     assert ours["hostname"] == "app.lan\n"
+
+
+def test_a_pod_member_lists_its_neighbours_on_its_own_address_after_its_names() -> None:
+    web = make("web", hostname="www", extra_hosts=(("nas", "192.0.2.10"),))
+    etc = files.etc_files(web, web, None, neighbours=["web", "db", "cache"])
+    assert etc["hosts"].splitlines()[-2:] == ["10.0.2.100\twww web db cache", "192.0.2.10\tnas"]
+

@@ -14,6 +14,7 @@ from sdpod.doctor import (
     DELEGATE_FIX,
     Check,
     Level,
+    check_catatonit,
     check_cgroup2,
     check_controllers,
     check_delegation,
@@ -124,6 +125,9 @@ def test_programs_that_every_container_needs() -> None:
     assert check_slirp4netns(None, "").fix == "sudo apt-get install slirp4netns"
     assert check_tini("/usr/bin/tini-static").level is Level.OK
     assert check_tini(None).fix == "sudo apt-get install tini"
+    assert check_catatonit("/usr/bin/catatonit").level is Level.OK
+    assert check_catatonit(None).level is Level.PROBLEM
+    assert check_catatonit(None).fix == "sudo apt-get install catatonit"
 
 
 def test_tun_device() -> None:

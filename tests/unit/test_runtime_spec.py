@@ -23,6 +23,7 @@ from sdpod.config.model import (
 from sdpod.errors import RuntimeSetupError
 from sdpod.kernel.overlay import MAX_LOWER_LAYERS
 from sdpod.kernel.userns import IdMapping, IdRange
+from sdpod.runtime import pod
 from sdpod.runtime import spec as oci
 from sdpod.runtime.creation import mapping_of
 from sdpod.runtime.launch import ports_of
@@ -251,3 +252,21 @@ def test_more_layers_than_overlayfs_stacks_are_refused(tmp_path: Path, count: in
 
     with pytest.raises(RuntimeSetupError, match=f"{count} layer trees: overlayfs stacks 1 to 500"):
         oci.overlay_annotation(layout, idmap=False)
+
+
+def test_a_pod_holder_only_pauses_in_the_network_it_publishes_ports_from() -> None:
+    port = PortMapping("127.0.0.1", 8080, 80)
+    spec = pod.holder_spec("shop-pod", MAPPING, "slirp4netns", [port], Path("/usr/bin/catatonit"))
+
+    assert spec["process"]["args"] == ["/catatonit", "-P"]
+    assert spec["process"]["capabilities"] == {"bounding": []}
+    assert spec["root"] == {"path": "rootfs", "readonly": True}
+    pause = next(m for m in spec["mounts"] if m["destination"] == "/catatonit")
+    assert pause["source"] == "/usr/bin/catatonit" and "ro" in pause["options"]
+    assert {n["type"] for n in spec["linux"]["namespaces"]} == set(oci.NAMESPACES)
+    assert mapping_of(spec) == MAPPING
+    # What the launcher reads to start the helper and publish the members' ports.
+    assert ports_of(spec) == [port]
+    assert spec["annotations"][oci.ANNOTATION_NETWORK] == "slirp4netns"
+    assert spec["annotations"][oci.ANNOTATION_NAME] == "shop-pod"
+    assert spec["annotations"][oci.ANNOTATION_IMAGE] == "/usr/bin/catatonit"

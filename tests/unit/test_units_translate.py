@@ -20,6 +20,8 @@ from sdpod.config.model import (
     DependencyCondition,
     HealthCheck,
     LayoutImage,
+    Network,
+    NetworkMode,
     Project,
     ReadyWhen,
     Resources,
@@ -27,6 +29,7 @@ from sdpod.config.model import (
 )
 from sdpod.units.translate import (
     START_TIMEOUT_SECONDS,
+    pod_properties,
     scope_name,
     scope_properties,
     service_properties,
@@ -114,7 +117,39 @@ def test_a_started_dependency_does_not_gate() -> None:
     assert dict(service_properties(db, project, ["/py"]))["NotifyAccess"] == ("s", "main")
     web_properties = dict(service_properties(web, project, ["/py"]))
     assert web_properties["Requires"] == ("as", ["sdpod-db.service"])
-    assert web_properties["After"] == ("as", ["sdpod-db.service"])
+    # Both on the default network: they share the one that sdpod-shop-pod.service holds.
+    assert web_properties["After"] == ("as", ["sdpod-shop-pod.service", "sdpod-db.service"])
+    assert web_properties["BindsTo"] == ("as", ["sdpod-shop-pod.service"])
+
+
+def test_containers_on_the_default_network_are_bound_to_the_holder_of_theirs() -> None:
+    db = Container("db", IMAGE)
+    web = Container("web", IMAGE)
+    apart = Container("apart", IMAGE, network=Network(NetworkMode.SLIRP4NETNS))
+    project = Project(Path("/p/shop.toml"), (db, web, apart), "shop")
+
+    assert project.pod_members == (db, web)
+    for member in (db, web):
+        properties = dict(service_properties(member, project, ["/py"]))
+        assert properties["BindsTo"] == ("as", ["sdpod-shop-pod.service"])
+        assert properties["After"] == ("as", ["sdpod-shop-pod.service"])
+    assert "BindsTo" not in dict(service_properties(apart, project, ["/py"]))
+
+    holder = dict(pod_properties(project, ["/py", "launch", "B"]))
+    assert holder["Description"] == ("s", "sdpod network shared by db, web")
+    assert holder["Slice"] == ("s", "sdpod-shop.slice")
+    assert holder["SyslogIdentifier"] == ("s", "shop-pod")
+    assert holder["ExecStart"] == ("a(sasb)", [("/py", ["/py", "launch", "B"], False)])
+    # Never restarted alone: its members went down with it.
+    assert "Restart" not in holder
+
+
+def test_a_single_container_keeps_its_network_to_itself() -> None:
+    web = Container("web", IMAGE)
+    project = Project(Path("/p/web.toml"), (web,), "web")
+
+    assert project.pod_members == ()
+    assert "BindsTo" not in dict(service_properties(web, project, ["/py"]))
 
 
 def test_a_foreground_container_gets_a_delegated_scope_of_its_processes() -> None:

@@ -1,0 +1,248 @@
+"""The network that the containers of one file share, pod-style, and the unit that holds it.
+
+The containers of a file on the default network (`Project.pod_members`) reach each other
+by name: they join one network namespace, which `sdpod-PROJECT-pod.service` holds
+(`sdpod.runtime.pod`), as a container joins another's with `network = "container:NAME"`.
+The holder publishes every member's ports, and each member is bound to it. `up` starts
+the holder before its members, `down` stops it after them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdpod import lifecycle, paths
+from sdpod.config.model import Container, Network, NetworkMode, PortMapping, Project
+from sdpod.errors import RuntimeSetupError, SdpodError
+from sdpod.kernel.userns import IdMapping
+from sdpod.network import ports
+from sdpod.runtime import bundle, idmaps
+from sdpod.runtime.idpool import IdPool
+from sdpod.runtime.pod import PAUSE_BINARY, PAUSE_PATH, holder_spec
+from sdpod.units import unitfile
+from sdpod.units.manager import UNIT_INTERFACE, Manager
+from sdpod.units.translate import Property, pod_properties, pod_unit_name
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The holder of a project's shared network, as the TOML defines it now."""
+
+    name: str
+    unit: str
+    members: tuple[str, ...]
+    ports: tuple[PortMapping, ...]
+    spec: dict[str, Any]
+    properties: list[Property]
+    digest: str
+    source: Path
+
+    @property
+    def directory(self) -> Path:
+        return paths.container_dir(self.name)
+
+    @property
+    def unchanged(self) -> bool:
+        try:
+            recorded = (self.directory / lifecycle.DIGEST_FILE).read_text().strip()
+        except OSError:
+            return False
+        return recorded == self.digest
+
+
+def member_view(container: Container, project: Project) -> Container:
+    """`container` as it runs: a member of the project's pod joins the holder's network,
+    and publishes nothing itself; the holder publishes its ports."""
+    if container.name not in {member.name for member in project.pod_members}:
+        return container
+    network = Network(NetworkMode.CONTAINER, project.pod_name)
+    return dataclasses.replace(container, network=network, ports=())
+
+
+def find_pause() -> Path:
+    found = shutil.which(PAUSE_BINARY)
+    if found is None:
+        raise RuntimeSetupError(
+            f"failed to find {PAUSE_BINARY}, which holds the network that the containers "
+            "of one file share",
+            hint="install Debian's package `catatonit`",
+        )
+    return Path(found)
+
+
+def desired_holder(context: lifecycle.Context) -> Holder | None:
+    """The holder of the project's pod, None where no containers share a network.
+
+    Run before the members' `lifecycle.desired`: as root, they share the id range it
+    takes."""
+    project = context.project
+    members = project.pod_members
+    if not members:
+        return None
+    name = project.pod_name
+    published = tuple(port for member in members for port in member.ports)
+    # The members' network settings are the holder's: their backend, their user namespace.
+    model = dataclasses.replace(members[0], name=name, network=Network(), ports=published)
+    resolved = lifecycle.with_backend(model)
+    mapping = _mapping(model, context.rootless)
+    backend = resolved.network.mode.value
+    spec = holder_spec(name, mapping, backend, published, find_pause())
+    argv = lifecycle.launcher_argv(paths.container_dir(name), context.debug)
+    properties = pod_properties(project, argv)
+    plain = pod_properties(project, lifecycle.launcher_argv(paths.container_dir(name)))
+    digest = lifecycle.definition_digest(spec, plain, {})
+    names = tuple(member.name for member in members)
+    return Holder(
+        name, pod_unit_name(project), names, published, spec, properties, digest, project.source
+    )
+
+
+def _mapping(model: Container, rootless: IdMapping | None) -> IdMapping:
+    return idmaps.mapping_for(model, rootless, IdPool(paths.data_dir()))
+
+
+def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> None:
+    """Start the holder unless it runs as `holder` says; replacing it stops its members,
+    which `up` then starts again."""
+    manager = context.manager
+    running = lifecycle.is_running(manager, holder.unit)
+    _check_owner(holder, running)
+    if running and holder.unchanged:
+        say(f"{holder.name}: already running as {holder.unit}")
+        return
+    held = lifecycle.held_ports(holder.name)
+    ports.check_free([port for port in holder.ports if port not in held])
+    replaced = (running or holder.directory.exists()) and not holder.unchanged
+    if replaced:
+        manager.stop(holder.unit)
+        _remove_files(holder.name, context.rootless)
+    ports.check_free(holder.ports)
+
+    _prepare(holder)
+    try:
+        _start(holder, manager)
+    except SdpodError:
+        manager.stop(holder.unit)
+        _remove_files(holder.name, context.rootless)
+        raise
+    how = "replaced, running" if replaced else "running"
+    members = ", ".join(holder.members)
+    say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{_published(holder)}")
+
+
+def _check_owner(holder: Holder, running: bool) -> None:
+    owner = lifecycle.owner_of(holder.name)
+    if owner is not None and owner != holder.source:
+        raise SdpodError(
+            f"failed to start {holder.name}: {owner} has a project of the same name, whose "
+            "containers share the network it holds",
+            hint=f"name this project otherwise (`name` in {holder.source})",
+        )
+    if owner is None and running:
+        raise SdpodError(
+            f"failed to start {holder.name}: a unit {holder.unit} runs that sdpod did not make",
+            hint=f"name this project otherwise (`name` in {holder.source})",
+        )
+
+
+def _prepare(holder: Holder) -> None:
+    """The holder's bundle: its config.json, and an empty root with the mount points
+    made ahead, which the holder's root could not make in it as root (real root owns
+    the root, not one of the holder's ids)."""
+    root = holder.directory / "rootfs"
+    (root / "dev").mkdir(parents=True, exist_ok=True)
+    (root / PAUSE_PATH.lstrip("/")).touch()
+    bundle.write_atomically(holder.directory / "config.json", lifecycle.to_json(holder.spec))
+    bundle.write_atomically(holder.directory / lifecycle.DIGEST_FILE, holder.digest + "\n")
+    bundle.write_atomically(holder.directory / lifecycle.OWNER_FILE, f"{holder.source}\n")
+
+
+def _start(holder: Holder, manager: Manager) -> None:
+    """From its unit file where the members are enabled (`enable`), transient otherwise."""
+    if unitfile.unit_path(holder.unit).exists():
+        if unitfile.write_units([(holder.unit, "service", holder.properties)]):
+            manager.reload()
+        manager.start_unit(holder.unit)
+        return
+    manager.start_transient(holder.unit, holder.properties)
+
+
+def _published(holder: Holder) -> str:
+    if not holder.ports:
+        return ""
+    listed = ", ".join(
+        f"{ports.host_address(p)}->{p.container_port}/{p.protocol.value}" for p in holder.ports
+    )
+    return f", publishing {listed}"
+
+
+def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
+    """Stop the holder of `project`'s network, once its members are stopped; its files
+    go unless an enabled member still needs it at boot."""
+    name, unit = project.pod_name, pod_unit_name(project)
+    owner = lifecycle.owner_of(name)
+    if owner is None and lifecycle.own_mapping() is None:
+        # A range that an `up` which failed early took for it.
+        IdPool(paths.data_dir()).release(name)
+    if owner != project.source:
+        return
+    manager.stop(unit)
+    lifecycle.remove_runtime_files(name)
+    if any(unitfile.unit_path(c.unit_name).exists() for c in project.containers):
+        say(f"{name}: stopped; kept for the enabled containers whose network it holds")
+        return
+    if unitfile.remove_unit(unit):
+        manager.reload()
+    _remove_files(name, lifecycle.own_mapping())
+    say(f"{name}: stopped and removed")
+
+
+def remove_unused(context: lifecycle.Context, say: lifecycle.Say) -> None:
+    """Take down the holder of a project whose containers no longer share a network."""
+    project = context.project
+    if project.pod_members or lifecycle.owner_of(project.pod_name) != project.source:
+        return
+    take_down(project, context.manager, say)
+
+
+def _remove_files(name: str, rootless: IdMapping | None) -> None:
+    lifecycle.remove_runtime_files(name)
+    lifecycle.remove_container_files(name, rootless)
+    if rootless is None:
+        IdPool(paths.data_dir()).release(name)
+
+
+def make_persistent(
+    holder: Holder, context: lifecycle.Context, say: lifecycle.Say, running: bool
+) -> None:
+    """Write the holder's unit file for `enable`: the enabled members pull it in at boot
+    (BindsTo= implies a start). A transient holder moves to its file by a restart, as a
+    container does, and its members, stopped with it, come back from theirs."""
+    manager = context.manager
+    if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):
+        manager.stop(holder.unit)
+        manager.wait_unloaded(holder.unit)
+    if unitfile.write_units([(holder.unit, "service", holder.properties)]):
+        manager.reload()
+    if running:
+        bring_up(holder, context, say)
+    else:
+        _prepare(holder)
+
+
+def forget_unit_file(project: Project, manager: Manager) -> None:
+    """After `disable`: the holder's unit file goes with the last member's, unless the
+    holder runs; `down` removes it then."""
+    unit = pod_unit_name(project)
+    if any(unitfile.unit_path(c.unit_name).exists() for c in project.containers):
+        return
+    if lifecycle.is_running(manager, unit):
+        return
+    if unitfile.remove_unit(unit):
+        manager.reload()
+    if lifecycle.owner_of(project.pod_name) == project.source:
+        _remove_files(project.pod_name, lifecycle.own_mapping())
