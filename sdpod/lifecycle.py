@@ -35,7 +35,7 @@ from sdpod.health import readiness
 from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
-from sdpod.network import backends, files, ports
+from sdpod.network import addresses, backends, files, ports
 from sdpod.runtime import bundle, idmaps, shared
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.launch import ports_of
@@ -104,7 +104,7 @@ def _etc_files(container: Container, project: Project) -> dict[str, str]:
     neighbours = [n for member in project.pod_members for n in files.names_of(member)]
     if owner_name != project.pod_name:
         neighbours = []
-    return files.etc_files(container, owner, host, neighbours)
+    return files.etc_files(container, owner, host, neighbours, addresses.host_address())
 
 
 def _read_or_empty(path: Path) -> str:

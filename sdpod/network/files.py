@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sdpod.config.model import Container, NetworkMode
-from sdpod.network.addresses import CONTAINER_ADDRESS, DNS_ADDRESS
+from sdpod.network.addresses import CONTAINER_ADDRESS, DNS_ADDRESS, HOST_NAMES
 
 LOOPBACK = "127.0.0.1"
 _LOCALHOST = f"{LOOPBACK}\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -66,6 +66,16 @@ def render_resolv_conf(
     return "".join(f"{line}\n" for line in kept + lines)
 
 
+def _with_host(
+    extra: Sequence[tuple[str, str]], host_address: str | None
+) -> Sequence[tuple[str, str]]:
+    """The host's names on `host_address` before `extra`, unless `extra` names them."""
+    if host_address is None:
+        return extra
+    given = {name for name, _ in extra}
+    return [(name, host_address) for name in HOST_NAMES if name not in given] + list(extra)
+
+
 def _keyword(line: str) -> str:
     words = line.split()
     return words[0] if words else ""
@@ -76,6 +86,7 @@ def etc_files(
     owner: Container,
     host: HostFiles | None,
     neighbours: Sequence[str] = (),
+    host_address: str | None = None,
 ) -> dict[str, str]:
     """The container's hosts, hostname and resolv.conf, keyed by their names under /etc.
 
@@ -84,6 +95,7 @@ def etc_files(
     (configuration refuses them on a container that shares another's network). `host` is
     needed where `owner` uses the host's network. `neighbours` are the names of the
     containers that share the network with it, pod-style, on its own address.
+    `host_address` is where a user-mode network reaches the host (`HOST_NAMES`).
     """
     names = names_of(owner) + [n for n in names_of(container) if n not in names_of(owner)]
     names += [n for n in neighbours if n not in names]
@@ -106,7 +118,9 @@ def etc_files(
         # Either user-mode backend forwards DNS on its address to the host's resolvers,
         # which also works where the host's resolv.conf names a loopback resolver the
         # container cannot reach; name servers given in the TOML replace it.
-        hosts_text = render_hosts(names, CONTAINER_ADDRESS, owner.extra_hosts)
+        hosts_text = render_hosts(
+            names, CONTAINER_ADDRESS, _with_host(owner.extra_hosts, host_address)
+        )
         resolv_text = render_resolv_conf(
             owner.dns or (DNS_ADDRESS,), owner.dns_search, owner.dns_options
         )

@@ -123,3 +123,19 @@ def test_a_pod_member_lists_its_neighbours_on_its_own_address_after_its_names() 
     etc = files.etc_files(web, web, None, neighbours=["web", "db", "cache"])
     assert etc["hosts"].splitlines()[-2:] == ["10.0.2.100\twww web db cache", "192.0.2.10\tnas"]
 
+
+def test_the_host_has_its_names_on_its_address_unless_the_toml_gives_them() -> None:
+    web = make(extra_hosts=(("host.docker.internal", "192.0.2.99"),))
+    hosts = files.etc_files(web, web, None, host_address="192.0.2.2")["hosts"]
+    assert hosts.splitlines()[-2:] == [
+        "192.0.2.2\thost.containers.internal",
+        "192.0.2.99\thost.docker.internal",
+    ]
+    # Without a default route there is no address to give.
+    assert "host.containers" not in files.etc_files(web, web, None)["hosts"]
+    # On loopback alone the host cannot be reached at all.
+    alone = make(network=Network(NetworkMode.NONE))
+    assert (
+        "host.containers"
+        not in files.etc_files(alone, alone, None, host_address="1.2.3.4")["hosts"]
+    )
