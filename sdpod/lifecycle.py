@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -316,7 +316,7 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
             remove_container_files(container.name, context.rootless)
         raise
     how = "replaced, running" if replaced else "running"
-    say(f"{container.name}: {how} as {unit}{_published(container)}")
+    say(f"{container.name}: {how} as {unit}{published(container.ports)}")
 
 
 def held_ports(name: str) -> list[PortMapping]:
@@ -541,11 +541,12 @@ def _import_image(container: Container, context: _Context) -> StoredImage:
     return context.store.ensure(image.reference, container.pull, unpack, options)
 
 
-def _published(container: Container) -> str:
-    if not container.ports:
+def published(mappings: Sequence[PortMapping]) -> str:
+    """`, publishing 127.0.0.1:8080->80/tcp, …` for a line of `up`; nothing without ports."""
+    if not mappings:
         return ""
     listed = ", ".join(
-        f"{ports.host_address(p)}->{p.container_port}/{p.protocol.value}" for p in container.ports
+        f"{ports.host_address(p)}->{p.container_port}/{p.protocol.value}" for p in mappings
     )
     return f", publishing {listed}"
 

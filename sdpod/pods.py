@@ -130,8 +130,8 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
         _remove_files(holder.name, context.rootless)
         raise
     how = "replaced, running" if replaced else "running"
-    members = ", ".join(holder.members)
-    say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{_published(holder)}")
+    members, published = ", ".join(holder.members), lifecycle.published(holder.ports)
+    say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{published}")
 
 
 def _check_owner(holder: Holder, running: bool) -> None:
@@ -169,15 +169,6 @@ def _start(holder: Holder, manager: Manager) -> None:
         manager.start_unit(holder.unit)
         return
     manager.start_transient(holder.unit, holder.properties)
-
-
-def _published(holder: Holder) -> str:
-    if not holder.ports:
-        return ""
-    listed = ", ".join(
-        f"{ports.host_address(p)}->{p.container_port}/{p.protocol.value}" for p in holder.ports
-    )
-    return f", publishing {listed}"
 
 
 def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
