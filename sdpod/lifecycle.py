@@ -100,10 +100,7 @@ def _etc_files(container: Container, project: Project) -> dict[str, str]:
     host = None
     if owner.network.mode is NetworkMode.HOST:
         host = files.HostFiles(_read_or_empty(HOST_HOSTS), _read_or_empty(HOST_RESOLV_CONF))
-    # The members of the project's pod share one network: each answers on the address.
-    neighbours = [n for member in project.pod_members for n in files.names_of(member)]
-    if owner_name != project.pod_name:
-        neighbours = []
+    neighbours = pods.neighbours(owner, project)
     return files.etc_files(container, owner, host, neighbours, addresses.host_address())
 
 

@@ -19,7 +19,7 @@ from sdpod import lifecycle, paths
 from sdpod.config.model import Container, Network, NetworkMode, PortMapping, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.kernel.userns import IdMapping
-from sdpod.network import ports
+from sdpod.network import files, ports
 from sdpod.runtime import bundle, idmaps
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.pod import PAUSE_BINARY, PAUSE_PATH, holder_spec
@@ -61,6 +61,16 @@ def member_view(container: Container, project: Project) -> Container:
         return container
     network = Network(NetworkMode.CONTAINER, project.pod_name)
     return dataclasses.replace(container, network=network, ports=())
+
+
+def neighbours(owner: Container, project: Project) -> list[str]:
+    """The names that a container on `owner`'s network finds on its own address: those
+    of every member of the project's pod, where `owner` is one (itself, for a member;
+    the member whose network it joins, for a `container:NAME` joiner)."""
+    members = project.pod_members
+    if owner.name not in {member.name for member in members}:
+        return []
+    return [name for member in members for name in files.names_of(member)]
 
 
 def find_pause() -> Path:
