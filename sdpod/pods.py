@@ -3,8 +3,9 @@
 The containers of a file on the default network (`Project.pod_members`) reach each other
 by name: they join one network namespace, which `sdpod-PROJECT-pod.service` holds
 (`sdpod.runtime.pod`), as a container joins another's with `network = "container:NAME"`.
-The holder publishes every member's ports, and each member is bound to it. `up` starts
-the holder before its members, `down` stops it after them.
+The holder publishes every member's ports, and each member requires it, so that the
+members follow it through a restart. `up` starts the holder before its members, `down`
+stops it after them.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
         say(f"{holder.name}: already running as {holder.unit}")
         return
     held = lifecycle.held_ports(holder.name)
-    ports.check_free([port for port in holder.ports if port not in held])
+    ports.check_free([port for port in holder.ports if port not in held + _moving(holder)])
+    _stop_moving(holder, manager)
     replaced = (running or holder.directory.exists()) and not holder.unchanged
     if replaced:
         manager.stop(holder.unit)
@@ -144,18 +146,39 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
     say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{published}")
 
 
+def _moving(holder: Holder) -> list[PortMapping]:
+    """The ports that members of this file hold on networks of their own, from before
+    they joined the pod: the holder takes them over."""
+    return [
+        port
+        for member in holder.members
+        if lifecycle.owner_of(member) == holder.source
+        for port in lifecycle.held_ports(member)
+    ]
+
+
+def _stop_moving(holder: Holder, manager: Manager) -> None:
+    """Stop the members that still hold the holder's ports on networks of their own:
+    they are replaced after it, joining it, and must let go of the ports first."""
+    for member in holder.members:
+        if lifecycle.owner_of(member) != holder.source:
+            continue
+        if set(lifecycle.held_ports(member)) & set(holder.ports):
+            manager.stop(f"sdpod-{member}.service")
+
+
 def _check_owner(holder: Holder, running: bool) -> None:
     owner = lifecycle.owner_of(holder.name)
     if owner is not None and owner != holder.source:
         raise SdpodError(
             f"failed to start {holder.name}: {owner} has a project of the same name, whose "
             "containers share the network it holds",
-            hint=f"name this project otherwise (`name` in {holder.source})",
+            hint=f"name this project otherwise (`[project] name` in {holder.source})",
         )
     if owner is None and running:
         raise SdpodError(
             f"failed to start {holder.name}: a unit {holder.unit} runs that sdpod did not make",
-            hint=f"name this project otherwise (`name` in {holder.source})",
+            hint=f"name this project otherwise (`[project] name` in {holder.source})",
         )
 
 
@@ -221,7 +244,7 @@ def make_persistent(
     holder: Holder, context: lifecycle.Context, say: lifecycle.Say, running: bool
 ) -> None:
     """Write the holder's unit file for `enable`: the enabled members pull it in at boot
-    (BindsTo= implies a start). A transient holder moves to its file by a restart, as a
+    (Requires=). A transient holder moves to its file by a restart, as a
     container does, and its members, stopped with it, come back from theirs."""
     manager = context.manager
     if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):

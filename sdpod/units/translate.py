@@ -109,8 +109,8 @@ def pod_properties(project: Project, exec_start: Sequence[str]) -> list[Property
     """The properties of the service that holds the network of `project`'s pod members
     (`sdpod.runtime.pod`), started by `exec_start`.
 
-    It is never restarted on its own: its members, bound to it, stop with it, and a
-    network that came back without them would serve no one. `sdpod up` starts all again.
+    It restarts whenever it ends but by a stop (its pause process or network helper
+    killed), and its members, which require it, are restarted with it.
     """
     members = ", ".join(container.name for container in project.pod_members)
     return [
@@ -120,6 +120,9 @@ def pod_properties(project: Project, exec_start: Sequence[str]) -> list[Property
         ("NotifyAccess", ("s", "main")),
         ("Delegate", ("b", True)),
         ("Slice", ("s", slice_name(project))),
+        ("Restart", ("s", "always")),
+        ("StartLimitIntervalUSec", ("t", START_LIMIT_INTERVAL_SECONDS * USEC_PER_SECOND)),
+        ("StartLimitBurst", ("u", START_LIMIT_BURST)),
         ("TimeoutStartUSec", ("t", START_TIMEOUT_SECONDS * USEC_PER_SECOND)),
         ("KillMode", ("s", "mixed")),
         ("SyslogIdentifier", ("s", project.pod_name)),
@@ -209,20 +212,16 @@ def _dependencies(container: Container, project: Project) -> list[Property]:
     # restarted left its BindsTo= dependent inactive, its Requires= dependent running).
     # A web server had better outlive a short outage of its database.
     #
-    # A member of the project's pod is bound to the holder of its network instead
-    # (BindsTo=): a member whose network is gone cannot serve, whatever took it away.
+    # A member of the project's pod requires the holder of its network the same way:
+    # when the holder restarts on its own, its members are restarted into its new
+    # network, as a container that shares another's is.
     units = {other.name: other.unit_name for other in project.containers}
     needed = [units[dependency.name] for dependency in container.depends_on]
     members = {member.name for member in project.pod_members}
     holder = [pod_unit_name(project)] if container.name in members else []
-    found: list[Property] = []
-    if needed or holder:
-        found.append(("After", ("as", holder + needed)))
-    if needed:
-        found.append(("Requires", ("as", needed)))
-    if holder:
-        found.append(("BindsTo", ("as", holder)))
-    return found
+    if not needed and not holder:
+        return []
+    return [("After", ("as", holder + needed)), ("Requires", ("as", holder + needed))]
 
 
 def _table(rows: Sequence[Row], model: object) -> list[Property]:

@@ -201,3 +201,42 @@ def test_an_edited_member_is_replaced_alone_but_a_new_port_replaces_the_pod(
 def main_pid(project: Project, container: str) -> str:
     argv = ["systemctl", "--user", "show", "-p", "MainPID", "--value", f"sdpod-{container}.service"]
     return project.run(argv).stdout.strip()
+
+
+def test_a_killed_holder_comes_back_with_its_members(project: Project) -> None:
+    stem = stem_of(project)
+    web, db = f"{stem}-web", f"{stem}-db"
+    ok(project.up())
+    before = main_pid(project, db)
+
+    holder = main_pid(project, f"{stem}-pod")
+    ok(project.run(["kill", "-KILL", holder]))
+
+    # The holder restarts, and its members, which require it, follow it into its network.
+    wait_for(lambda: main_pid(project, db) not in ("0", before) or None, 20, "db restarted")
+    assert wait_for(lambda: page_from(project, web, db, SECOND_PORT), 20, "db after the kill")
+    assert wait_for(lambda: fetch_or_none(project.url), 20, "the published port")
+
+
+def test_a_single_container_moves_into_the_pod_a_second_one_makes(project: Project) -> None:
+    stem = stem_of(project)
+    web, db = f"{stem}-web", f"{stem}-db"
+    whole = pod_toml(stem, project.port)
+    alone = whole[: whole.index(f"[containers.{db}]")]
+    project.rewrite(alone)
+    ok(project.up())
+    assert fetch(project.url) == project.index_html
+
+    # web's own network holds the port until the holder takes it over.
+    project.rewrite(whole)
+    out = ok(project.up())
+    assert f"{web}: replaced, running" in out, out
+    assert wait_for(lambda: page_from(project, web, db, SECOND_PORT), 10, "db from web")
+    assert fetch(project.url) == project.index_html
+
+
+def fetch_or_none(url: str) -> str | None:
+    try:
+        return fetch(url, timeout=2)
+    except OSError:
+        return None

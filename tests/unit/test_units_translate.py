@@ -116,10 +116,9 @@ def test_a_started_dependency_does_not_gate() -> None:
     assert project.ready_of(db) is ReadyWhen.STARTED
     assert dict(service_properties(db, project, ["/py"]))["NotifyAccess"] == ("s", "main")
     web_properties = dict(service_properties(web, project, ["/py"]))
-    assert web_properties["Requires"] == ("as", ["sdpod-db.service"])
     # Both on the default network: they share the one that sdpod-shop-pod.service holds.
-    assert web_properties["After"] == ("as", ["sdpod-shop-pod.service", "sdpod-db.service"])
-    assert web_properties["BindsTo"] == ("as", ["sdpod-shop-pod.service"])
+    both = ("as", ["sdpod-shop-pod.service", "sdpod-db.service"])
+    assert web_properties["Requires"] == web_properties["After"] == both
 
 
 def test_containers_on_the_default_network_are_bound_to_the_holder_of_theirs() -> None:
@@ -131,17 +130,17 @@ def test_containers_on_the_default_network_are_bound_to_the_holder_of_theirs() -
     assert project.pod_members == (db, web)
     for member in (db, web):
         properties = dict(service_properties(member, project, ["/py"]))
-        assert properties["BindsTo"] == ("as", ["sdpod-shop-pod.service"])
+        assert properties["Requires"] == ("as", ["sdpod-shop-pod.service"])
         assert properties["After"] == ("as", ["sdpod-shop-pod.service"])
-    assert "BindsTo" not in dict(service_properties(apart, project, ["/py"]))
+    assert "Requires" not in dict(service_properties(apart, project, ["/py"]))
 
     holder = dict(pod_properties(project, ["/py", "launch", "B"]))
     assert holder["Description"] == ("s", "sdpod network shared by db, web")
     assert holder["Slice"] == ("s", "sdpod-shop.slice")
     assert holder["SyslogIdentifier"] == ("s", "shop-pod")
     assert holder["ExecStart"] == ("a(sasb)", [("/py", ["/py", "launch", "B"], False)])
-    # Never restarted alone: its members went down with it.
-    assert "Restart" not in holder
+    # Restarted when killed; its members, requiring it, follow it into its new network.
+    assert holder["Restart"] == ("s", "always")
 
 
 def test_a_single_container_keeps_its_network_to_itself() -> None:
@@ -149,7 +148,7 @@ def test_a_single_container_keeps_its_network_to_itself() -> None:
     project = Project(Path("/p/web.toml"), (web,), "web")
 
     assert project.pod_members == ()
-    assert "BindsTo" not in dict(service_properties(web, project, ["/py"]))
+    assert "Requires" not in dict(service_properties(web, project, ["/py"]))
 
 
 def test_a_foreground_container_gets_a_delegated_scope_of_its_processes() -> None:
