@@ -125,9 +125,12 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
     if running and holder.unchanged:
         say(f"{holder.name}: already running as {holder.unit}")
         return
-    held = lifecycle.held_ports(holder.name)
-    ports.check_free([port for port in holder.ports if port not in held + _moving(holder)])
-    _stop_moving(holder, manager)
+    moving = _moving(holder)
+    held = lifecycle.held_ports(holder.name) + [p for own in moving.values() for p in own]
+    ports.check_free([port for port in holder.ports if port not in held])
+    # They are replaced after the holder, joining it; first they let go of the ports.
+    for member in moving:
+        manager.stop(f"sdpod-{member}.service")
     replaced = (running or holder.directory.exists()) and not holder.unchanged
     if replaced:
         manager.stop(holder.unit)
@@ -146,25 +149,15 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
     say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{published}")
 
 
-def _moving(holder: Holder) -> list[PortMapping]:
-    """The ports that members of this file hold on networks of their own, from before
-    they joined the pod: the holder takes them over."""
-    return [
-        port
+def _moving(holder: Holder) -> dict[str, list[PortMapping]]:
+    """The members of this file that still hold ports on networks of their own, from
+    before they joined the pod, with those ports: the holder takes them over."""
+    held = {
+        member: lifecycle.held_ports(member)
         for member in holder.members
         if lifecycle.owner_of(member) == holder.source
-        for port in lifecycle.held_ports(member)
-    ]
-
-
-def _stop_moving(holder: Holder, manager: Manager) -> None:
-    """Stop the members that still hold the holder's ports on networks of their own:
-    they are replaced after it, joining it, and must let go of the ports first."""
-    for member in holder.members:
-        if lifecycle.owner_of(member) != holder.source:
-            continue
-        if set(lifecycle.held_ports(member)) & set(holder.ports):
-            manager.stop(f"sdpod-{member}.service")
+    }
+    return {member: own for member, own in held.items() if own}
 
 
 def _check_owner(holder: Holder, running: bool) -> None:
