@@ -197,11 +197,22 @@ class Desired:
     @property
     def unchanged(self) -> bool:
         """Whether the container's files on disk were made from this same definition."""
-        try:
-            recorded = (self.layout.bundle / DIGEST_FILE).read_text().strip()
-        except OSError:
-            return False
-        return recorded == self.digest
+        return made_from(self.layout.bundle, self.digest)
+
+
+def made_from(directory: Path, digest: str) -> bool:
+    """Whether the bundle in `directory` was made from the definition of `digest`."""
+    try:
+        recorded = (directory / DIGEST_FILE).read_text().strip()
+    except OSError:
+        return False
+    return recorded == digest
+
+
+def record_definition(directory: Path, digest: str, source: Path) -> None:
+    """Write beside a bundle the digest of its definition, and the TOML file it is from."""
+    bundle.write_atomically(directory / DIGEST_FILE, digest + "\n")
+    bundle.write_atomically(directory / OWNER_FILE, f"{source}\n")
 
 
 def desired(container: Container, context: _Context) -> Desired:
@@ -246,10 +257,6 @@ def with_backend(container: Container) -> Container:
     for warning in warnings:
         log.warning("%s: %s", container.name, warning)
     return resolved
-
-
-def to_json(spec: dict[str, Any]) -> str:
-    return json.dumps(spec, indent=2) + "\n"
 
 
 def definition_digest(spec: dict[str, Any], properties: list[Property], etc: dict[str, str]) -> str:
@@ -346,8 +353,7 @@ def prepare(want: Desired) -> None:
     bundle.prepare(want.layout, want.spec, want.etc, owner)
     if owner != root_owner:
         run_in_userns(want.mapping, functools.partial(_chown_to_root, want.layout))
-    bundle.write_atomically(want.layout.bundle / DIGEST_FILE, want.digest + "\n")
-    bundle.write_atomically(want.layout.bundle / OWNER_FILE, f"{want.source}\n")
+    record_definition(want.layout.bundle, want.digest, want.source)
 
 
 def make_volume_sources(container: Container, layout: BundleLayout, owner: tuple[int, int]) -> None:

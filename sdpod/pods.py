@@ -48,11 +48,7 @@ class Holder:
 
     @property
     def unchanged(self) -> bool:
-        try:
-            recorded = (self.directory / lifecycle.DIGEST_FILE).read_text().strip()
-        except OSError:
-            return False
-        return recorded == self.digest
+        return lifecycle.made_from(self.directory, self.digest)
 
 
 def member_view(container: Container, project: Project) -> Container:
@@ -182,9 +178,8 @@ def _prepare(holder: Holder) -> None:
     root = holder.directory / "rootfs"
     (root / "dev").mkdir(parents=True, exist_ok=True)
     (root / PAUSE_PATH.lstrip("/")).touch()
-    bundle.write_atomically(holder.directory / "config.json", lifecycle.to_json(holder.spec))
-    bundle.write_atomically(holder.directory / lifecycle.DIGEST_FILE, holder.digest + "\n")
-    bundle.write_atomically(holder.directory / lifecycle.OWNER_FILE, f"{holder.source}\n")
+    bundle.write_spec(holder.directory, holder.spec)
+    lifecycle.record_definition(holder.directory, holder.digest, holder.source)
 
 
 def _start(holder: Holder, manager: Manager) -> None:

@@ -48,7 +48,11 @@ def prepare(
     # Every user of the container reads these, as they read the host's own.
     for name, text in etc_files.items():
         write_atomically(layout.etc / name, text, mode=0o644)
-    write_atomically(layout.bundle / "config.json", json.dumps(spec, indent=2) + "\n")
+    write_spec(layout.bundle, spec)
+
+
+def write_spec(bundle: Path, spec: dict[str, Any]) -> None:
+    write_atomically(bundle / "config.json", json.dumps(spec, indent=2) + "\n")
 
 
 def load_spec(bundle: Path, missing: str, hint: str) -> dict[str, Any]:
