@@ -88,8 +88,7 @@ def service_properties(
         *_process(container, project, exec_start),
         ("Slice", ("s", slice_name(project))),
         *_table(CONTAINER_PROPERTIES, container),
-        ("StartLimitIntervalUSec", ("t", START_LIMIT_INTERVAL_SECONDS * USEC_PER_SECOND)),
-        ("StartLimitBurst", ("u", START_LIMIT_BURST)),
+        *_start_limit(),
         ("TimeoutStartUSec", ("t", _usec(start_timeout(container, project)))),
         # The stop signal goes to the container's init alone; whatever remains after it
         # exits (the network helper) is killed then.
@@ -115,14 +114,10 @@ def pod_properties(project: Project, exec_start: Sequence[str]) -> list[Property
     members = ", ".join(container.name for container in project.pod_members)
     return [
         ("Description", ("s", f"sdpod network shared by {members}")),
-        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
-        ("Type", ("s", "notify")),
-        ("NotifyAccess", ("s", "main")),
-        ("Delegate", ("b", True)),
+        *_launched_by(exec_start, "main"),
         ("Slice", ("s", slice_name(project))),
         ("Restart", ("s", "always")),
-        ("StartLimitIntervalUSec", ("t", START_LIMIT_INTERVAL_SECONDS * USEC_PER_SECOND)),
-        ("StartLimitBurst", ("u", START_LIMIT_BURST)),
+        *_start_limit(),
         ("TimeoutStartUSec", ("t", START_TIMEOUT_SECONDS * USEC_PER_SECOND)),
         ("KillMode", ("s", "mixed")),
         ("SyslogIdentifier", ("s", project.pod_name)),
@@ -171,17 +166,30 @@ def _process(container: Container, project: Project, exec_start: Sequence[str]) 
         project.ready_of(container) is not ReadyWhen.STARTED or container.health is not None
     )
     return [
-        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
-        # The launcher hands over to the container's init with MAINPID= and READY=1.
-        ("Type", ("s", "notify")),
-        ("NotifyAccess", ("s", "all" if others_notify else "main")),
-        # The container manages its own sub-tree: the launcher makes its leaves there.
-        ("Delegate", ("b", True)),
+        *_launched_by(exec_start, "all" if others_notify else "main"),
         # Containers get SIGPIPE's default action, as under docker and podman, rather than
         # systemd's default of ignoring it: then a container whose log relay has died
         # stops at its next line of output and is restarted, instead of writing on
         # into nothing.
         ("IgnoreSIGPIPE", ("b", False)),
+    ]
+
+
+def _launched_by(exec_start: Sequence[str], notify_access: str) -> list[Property]:
+    return [
+        ("ExecStart", ("a(sasb)", [(exec_start[0], list(exec_start), False)])),
+        # The launcher hands over to the container's init with MAINPID= and READY=1.
+        ("Type", ("s", "notify")),
+        ("NotifyAccess", ("s", notify_access)),
+        # The container manages its own sub-tree: the launcher makes its leaves there.
+        ("Delegate", ("b", True)),
+    ]
+
+
+def _start_limit() -> list[Property]:
+    return [
+        ("StartLimitIntervalUSec", ("t", START_LIMIT_INTERVAL_SECONDS * USEC_PER_SECOND)),
+        ("StartLimitBurst", ("u", START_LIMIT_BURST)),
     ]
 
 
