@@ -95,7 +95,7 @@ def desired_holder(context: lifecycle.Context) -> Holder | None:
     # The members' network settings are the holder's: their backend, their user namespace.
     model = dataclasses.replace(members[0], name=name, network=Network(), ports=published)
     resolved = lifecycle.with_backend(model)
-    mapping = _mapping(model, context.rootless)
+    mapping = idmaps.mapping_for(model, context.rootless, IdPool(paths.data_dir()))
     backend = resolved.network.mode.value
     spec = holder_spec(name, mapping, backend, published, find_pause())
     argv = lifecycle.launcher_argv(paths.container_dir(name), context.debug)
@@ -106,10 +106,6 @@ def desired_holder(context: lifecycle.Context) -> Holder | None:
     return Holder(
         name, pod_unit_name(project), names, published, spec, properties, digest, project.source
     )
-
-
-def _mapping(model: Container, rootless: IdMapping | None) -> IdMapping:
-    return idmaps.mapping_for(model, rootless, IdPool(paths.data_dir()))
 
 
 def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> None:

@@ -166,7 +166,13 @@ def _check_shared_with(entry: Read, network: Network, spot: Spot, by_name: dict[
 def _check_pod(entries: Sequence[Read]) -> None:
     """The containers on the default network share one, pod-style (`Project.pod_members`):
     they must have one user namespace, and not publish one container port twice."""
-    members = [e for e in entries if e.values.get("network") == Network() and "name" in e.values]
+    members = [
+        entry
+        for entry in entries
+        if "network" in entry.values
+        and entry.values["network"].on_the_files_network
+        and "name" in entry.values
+    ]
     if len(members) < 2:
         return
     first = members[0].values

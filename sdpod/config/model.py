@@ -121,7 +121,7 @@ class UserNamespace:
 
 
 POD_SUFFIX = "-pod"
-SLICE_LESS_POD = "sdpod"  # the pod's name stem for a project without a name
+NAMELESS_POD_STEM = "sdpod"  # the holder's name stem for a project without a name
 
 
 class NetworkMode(enum.Enum):
@@ -143,6 +143,12 @@ class NetworkMode(enum.Enum):
 class Network:
     mode: NetworkMode = NetworkMode.PRIVATE
     container: str | None = None  # the container whose network is shared, for CONTAINER
+
+    @property
+    def on_the_files_network(self) -> bool:
+        """Whether it is the default, which the file's containers share where two or
+        more have it (`Project.pod_members`)."""
+        return self.mode is NetworkMode.PRIVATE
 
 
 @dataclass(frozen=True)
@@ -325,14 +331,14 @@ class Project:
         other by name: those on the default network ("private"), where there are two or
         more. A single one keeps its network to itself; one that names its backend
         ("pasta", "slirp4netns") has a network apart."""
-        members = tuple(c for c in self.containers if c.network.mode is NetworkMode.PRIVATE)
+        members = tuple(c for c in self.containers if c.network.on_the_files_network)
         return members if len(members) > 1 else ()
 
     @property
     def pod_name(self) -> str:
         """The name under which the project's shared network namespace is held, as a
         container's would be: `sdpod-NAME-pod.service`."""
-        return f"{self.name or SLICE_LESS_POD}{POD_SUFFIX}"
+        return f"{self.name or NAMELESS_POD_STEM}{POD_SUFFIX}"
 
     def ready_of(self, container: Container) -> ReadyWhen:
         """When `container` counts as started: as its `ready` says, but once healthy where
