@@ -166,12 +166,16 @@ def up(file: Path, say: Say, debug: bool = False) -> None:
         # fails leaves the project as it was, rather than half started.
         holder = pods.desired_holder(context)
         wants = [desired(container, context) for container in readiness.start_order(project)]
-        if holder is None:
-            pods.remove_unused(context, say)
-        else:
+        if holder is not None:
             pods.bring_up(holder, context, say)
+        else:
+            pods.stop_unused(context)
         for want in wants:
             bring_up(want, context, say)
+        # After the containers that left the file's network: their new units no longer
+        # require the holder, whose files can then go.
+        if holder is None:
+            pods.remove_unused(context, say)
 
 
 def is_running(manager: Manager, unit: str) -> bool:

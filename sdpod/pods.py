@@ -62,12 +62,15 @@ def member_view(container: Container, project: Project) -> Container:
 
 def neighbours(owner: Container, project: Project) -> list[str]:
     """The names that a container on `owner`'s network finds on its own address: those
-    of every member of the project's pod, where `owner` is one (itself, for a member;
-    the member whose network it joins, for a `container:NAME` joiner)."""
-    members = project.pod_members
-    if owner.name not in {member.name for member in members}:
+    of every container in the project's pod, members and their joiners, where `owner`
+    is a member (itself, for a member; the member whose network it joins, for a
+    `container:NAME` joiner)."""
+    members = {member.name for member in project.pod_members}
+    if owner.name not in members:
         return []
-    return [name for member in members for name in files.names_of(member)]
+    # The members, and the containers that join a member's network, in the file's order.
+    sharing = (c for c in project.containers if members & {c.name, c.network.container})
+    return [name for container in sharing for name in files.names_of(container)]
 
 
 def find_pause() -> Path:
@@ -179,8 +182,11 @@ def _prepare(holder: Holder) -> None:
 
 
 def _start(holder: Holder, manager: Manager) -> None:
-    """From its unit file where the members are enabled (`enable`), transient otherwise."""
-    if unitfile.unit_path(holder.unit).exists():
+    """From a unit file where a member has one (`enable`), since that member requires the
+    holder at boot, and systemd refuses a transient unit of a name that has a file;
+    transient otherwise."""
+    members = (f"sdpod-{member}.service" for member in holder.members)
+    if any(unitfile.unit_path(unit).exists() for unit in [holder.unit, *members]):
         if unitfile.write_units([(holder.unit, "service", holder.properties)]):
             manager.reload()
         manager.start_unit(holder.unit)
@@ -189,8 +195,8 @@ def _start(holder: Holder, manager: Manager) -> None:
 
 
 def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
-    """Stop the holder of `project`'s network, once its members are stopped; its files
-    go unless an enabled member still needs it at boot."""
+    """Stop the holder of `project`'s network, once its members are stopped or have left
+    it; its files go unless a unit still requires it, an enabled member, at boot."""
     name, unit = project.pod_name, pod_unit_name(project)
     owner = lifecycle.owner_of(name)
     if owner is None and lifecycle.own_mapping() is None:
@@ -200,7 +206,7 @@ def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
         return
     manager.stop(unit)
     lifecycle.remove_runtime_files(name)
-    if any(unitfile.unit_path(c.unit_name).exists() for c in project.containers):
+    if _required_at_boot(unit, manager):
         say(f"{name}: stopped; kept for the enabled containers whose network it holds")
         return
     if unitfile.remove_unit(unit):
@@ -209,12 +215,30 @@ def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
     say(f"{name}: stopped and removed")
 
 
+def _required_at_boot(unit: str, manager: Manager) -> list[str]:
+    """The units with files of their own that require `unit`: enabled members, which
+    pull it in at boot. Transient ones go as they stop."""
+    required_by = manager.unit_property(unit, UNIT_INTERFACE, "RequiredBy") or []
+    return [name for name in required_by if unitfile.unit_path(name).exists()]
+
+
+def _unused(project: Project) -> bool:
+    """Whether the project has a holder of its own but no containers share a network."""
+    return not project.pod_members and lifecycle.owner_of(project.pod_name) == project.source
+
+
+def stop_unused(context: lifecycle.Context) -> None:
+    """Stop the holder of a project whose containers no longer share a network, before
+    they are replaced: the ports it holds are theirs again."""
+    if _unused(context.project):
+        context.manager.stop(pod_unit_name(context.project))
+
+
 def remove_unused(context: lifecycle.Context, say: lifecycle.Say) -> None:
-    """Take down the holder of a project whose containers no longer share a network."""
-    project = context.project
-    if project.pod_members or lifecycle.owner_of(project.pod_name) != project.source:
-        return
-    take_down(project, context.manager, say)
+    """Take down the holder of a project whose containers no longer share a network,
+    once they are replaced and their units no longer require it."""
+    if _unused(context.project):
+        take_down(context.project, context.manager, say)
 
 
 def _remove_files(name: str, rootless: IdMapping | None) -> None:

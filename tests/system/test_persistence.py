@@ -336,6 +336,34 @@ def test_enabling_a_running_pair_keeps_both_running(web: Project) -> None:
     succeeds(web.sdpod("disable", web.toml))
 
 
+@pytest.mark.system
+def test_an_enabled_container_moves_into_a_pod_and_out_again(web: Project) -> None:
+    succeeds(web.up())
+    succeeds(web.sdpod("enable", web.toml))
+    single = Path(web.toml).read_text().replace("[container]", f"[containers.{web.name}]")
+    single = single.replace(f'name = "{web.name}"\n', "")
+    db, port = f"{web.name}-db", free_port()
+    holder = unit_file(web).parent / "sdpod-web-pod.service"
+
+    # A second container makes a pod: the enabled one requires its holder at boot, which
+    # so gets a unit file too.
+    web.rewrite(single + "\n" + two_containers((db,), (port,)))
+    succeeds(web.up())
+    assert holder.is_file()
+    restart_user_manager(web.sandbox, web.user)
+    serving(web)
+    # The new one is not enabled until `enable` runs again: it stays down.
+    state = web.run(["systemctl", "--user", "is-active", f"sdpod-{db}.service"])
+    assert state.stdout.strip() == "inactive", ok(state)
+
+    # The second one leaves for a network apart: the holder and its file go.
+    web.rewrite(single + "\n" + two_containers((db,), (port,), "slirp4netns"))
+    out = succeeds(web.up())
+    assert "web-pod: stopped and removed" in out, out
+    assert not holder.exists()
+    serving(web)
+
+
 # -- a reboot of the whole host ---------------------------------------------------------
 
 

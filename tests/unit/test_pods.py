@@ -23,11 +23,13 @@ def test_members_and_their_joiners_find_every_members_names() -> None:
     web, db, sidecar, apart = project.containers
 
     assert project.pod_members == (web, db)
-    assert pods.neighbours(web, project) == ["www", "web", "db"]
-    assert pods.neighbours(db, project) == ["www", "web", "db"]
+    # The joiner of a member is in the pod's network too: every one finds its name.
+    everyone = ["www", "web", "db", "sidecar"]
+    assert pods.neighbours(web, project) == everyone
+    assert pods.neighbours(db, project) == everyone
     # A joiner of db resolves names as db, the owner of the network it joins, does.
     owner = next(c for c in project.containers if c.name == sidecar.network.container)
-    assert pods.neighbours(owner, project) == ["www", "web", "db"]
+    assert pods.neighbours(owner, project) == everyone
     assert pods.neighbours(apart, project) == []
 
 
