@@ -7,9 +7,8 @@ a new PID namespace. That second process builds the root file system, pivots int
 waits to be released, and execs the container's command. It is released by the
 launcher's word on a pipe (`go`), or, for `sdpod runtime create`, by `start` opening
 the container's exec FIFO. Both end in `os._exit` or `execve`: neither can ever return
-into the parent's code. Only the system call boundary, the pure mount plan, the
-terminal's helpers (standard library only) and, in a new network namespace, netlink
-are used.
+into the parent's code. Only the system call boundary, the pure mount plan and the
+terminal's helpers (standard library only) are used.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from sdpod.kernel import seccomp, syscalls, userns
-from sdpod.network import netlink
 from sdpod.runtime import hooks, mounts, namespaces, provision, shared, terminal
 from sdpod.runtime.process import (
     apply_process,
@@ -107,7 +105,7 @@ def _run_init(spec: dict[str, Any], rootfs: str, channels: Channels) -> NoReturn
         provision.apply_sysctls(spec)
         _set_names(spec)
         if namespaces.creates(spec, "network"):
-            netlink.bring_loopback_up()
+            syscalls.set_link_up("lo")
         set_oom_score_adj(spec["process"])
         if spec.get("linux", {}).get("seccomp"):
             seccomp.preload()
