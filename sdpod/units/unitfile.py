@@ -183,6 +183,8 @@ BY_NAME: dict[str, Writer] = {
     # Timers: monotonic ones as (base, usec), where the base names the setting.
     "TimersMonotonic": lambda _, v: [(_sec_key(base), _duration(usec)) for base, usec in v],
     "TimersCalendar": lambda _, v: [("OnCalendar", _plain("OnCalendar", spec)) for _, spec in v],
+    # Sockets: (type, address) pairs, where the type names the setting (ListenStream=).
+    "Listen": lambda _, v: [(f"Listen{kind}", _plain("Listen", address)) for kind, address in v],
 }
 
 
