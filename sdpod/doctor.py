@@ -18,9 +18,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdpod.errors import RuntimeSetupError
 from sdpod.kernel import userns
 from sdpod.kernel.userns import SUBGID, SUBUID
 from sdpod.network.backends import PASTA_OLDEST, installed_pasta, pasta_build
+from sdpod.network.proxy import find_proxy
 from sdpod.runtime.cgroup import cgroup2_mount
 
 LINGER_DIR = Path("/var/lib/systemd/linger")
@@ -232,6 +234,26 @@ def check_catatonit(path: str | None) -> Check:
             "sudo apt-get install catatonit",
         )
     return Check("catatonit", Level.OK, path)
+
+
+def check_port_proxy(path: str | None) -> Check:
+    if path is None:
+        return Check(
+            "port proxy",
+            Level.PROBLEM,
+            "systemd-socket-proxyd or nsenter, which forward published TCP ports into "
+            "containers, is missing: containers with TCP ports on slirp4netns or with "
+            'network = "none" cannot start',
+            "sudo apt-get install systemd util-linux",
+        )
+    return Check("port proxy", Level.OK, path)
+
+
+def _port_proxy() -> str | None:
+    try:
+        return " and ".join(find_proxy())
+    except RuntimeSetupError:
+        return None
 
 
 def check_tun(is_char_device: bool, usable: bool) -> Check:
@@ -474,6 +496,7 @@ def _programs() -> list[Check]:
         check_pasta(pasta, installed_pasta().version),
         check_tini(shutil.which("tini-static")),
         check_catatonit(shutil.which("catatonit")),
+        check_port_proxy(_port_proxy()),
     ]
 
 

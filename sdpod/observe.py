@@ -23,7 +23,7 @@ from sdpod.health import state as health_state
 from sdpod.health.annotate import ANNOTATION_HEALTH
 from sdpod.health.state import HealthState
 from sdpod.runtime import bundle
-from sdpod.runtime.launch import ports_of
+from sdpod.runtime.launch import published_of
 from sdpod.runtime.spec import ANNOTATION_IMAGE
 from sdpod.units import status as unit_status
 from sdpod.units.manager import Manager
@@ -112,7 +112,7 @@ def _row(name: str, unit: unit_status.UnitSummary | None, now: float) -> Contain
         sub_state=sub_state,
         health=read_health(name, ANNOTATION_HEALTH in annotations, state),
         uptime=uptime,
-        ports=tuple(ports_of({"annotations": annotations})),
+        ports=tuple(published_of({"annotations": annotations})),
         image=annotations.get(ANNOTATION_IMAGE, "?"),
     )
 

@@ -24,7 +24,7 @@ from sdpod.network import files, ports
 from sdpod.runtime import bundle, idmaps
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.pod import PAUSE_BINARY, PAUSE_PATH, holder_spec
-from sdpod.units import unitfile
+from sdpod.units import sockets, unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 from sdpod.units.translate import Property, pod_properties, pod_unit_name
 
@@ -41,6 +41,12 @@ class Holder:
     properties: list[Property]
     digest: str
     source: Path
+    sockets: list[unitfile.UnitSpec]
+    """The units that publish the members' TCP ports (`sdpod.units.sockets`)."""
+
+    @property
+    def unit_files(self) -> list[unitfile.UnitSpec]:
+        return [(self.unit, "service", self.properties), *self.sockets]
 
     @property
     def directory(self) -> Path:
@@ -100,15 +106,17 @@ def desired_holder(context: lifecycle.Context) -> Holder | None:
     resolved = lifecycle.with_backend(model)
     mapping = idmaps.mapping_for(model, context.rootless, IdPool(paths.data_dir()))
     backend = resolved.network.mode.value
-    spec = holder_spec(name, mapping, backend, published, find_pause())
+    by_socket = resolved.socket_ports
+    spec = holder_spec(name, mapping, backend, (resolved.helper_ports, by_socket), find_pause())
+    unit = pod_unit_name(project)
     argv = lifecycle.launcher_argv(paths.container_dir(name), context.debug)
-    properties = pod_properties(project, argv)
+    requires = sockets.owner_properties(name, by_socket)
+    properties = pod_properties(project, argv) + requires
     plain = pod_properties(project, lifecycle.launcher_argv(paths.container_dir(name)))
-    digest = lifecycle.definition_digest(spec, plain, {})
+    units = lifecycle.socket_units(name, unit, by_socket, project)
+    digest = lifecycle.definition_digest(spec, plain + requires + lifecycle.flat(units), {})
     names = tuple(member.name for member in members)
-    return Holder(
-        name, pod_unit_name(project), names, published, spec, properties, digest, project.source
-    )
+    return Holder(name, unit, names, published, spec, properties, digest, project.source, units)
 
 
 def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> None:
@@ -187,11 +195,12 @@ def _start(holder: Holder, manager: Manager) -> None:
     transient otherwise."""
     members = (f"sdpod-{member}.service" for member in holder.members)
     if any(unitfile.unit_path(unit).exists() for unit in [holder.unit, *members]):
-        if unitfile.write_units([(holder.unit, "service", holder.properties)]):
+        if unitfile.write_units(holder.unit_files):
             manager.reload()
         manager.start_unit(holder.unit)
         return
-    manager.start_transient(holder.unit, holder.properties)
+    aux = [(name, properties) for name, _, properties in holder.sockets]
+    manager.start_transient(holder.unit, holder.properties, aux)
 
 
 def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
@@ -209,10 +218,16 @@ def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
     if _required_at_boot(unit, manager):
         say(f"{name}: stopped; kept for the enabled containers whose network it holds")
         return
-    if unitfile.remove_unit(unit):
+    if _remove_unit_files(name, unit):
         manager.reload()
     _remove_files(name, lifecycle.own_mapping())
     say(f"{name}: stopped and removed")
+
+
+def _remove_unit_files(name: str, unit: str) -> bool:
+    """Delete the holder's unit file and its ports'; whether there was one."""
+    names = [unit, *lifecycle.socket_unit_files(name)]
+    return any([unitfile.remove_unit(each) for each in names])
 
 
 def _required_at_boot(unit: str, manager: Manager) -> list[str]:
@@ -258,7 +273,7 @@ def make_persistent(
     if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):
         manager.stop(holder.unit)
         manager.wait_unloaded(holder.unit)
-    if unitfile.write_units([(holder.unit, "service", holder.properties)]):
+    if unitfile.write_units(holder.unit_files):
         manager.reload()
     if running:
         bring_up(holder, context, say)
@@ -274,7 +289,7 @@ def forget_unit_file(project: Project, manager: Manager) -> None:
         return
     if lifecycle.is_running(manager, unit):
         return
-    if unitfile.remove_unit(unit):
+    if _remove_unit_files(project.pod_name, unit):
         manager.reload()
     if lifecycle.owner_of(project.pod_name) == project.source:
         _remove_files(project.pod_name, lifecycle.own_mapping())

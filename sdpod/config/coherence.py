@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from sdpod.config.model import (
+    SOCKET_PORTS_MAX,
     Dependency,
     Network,
     NetworkMode,
     Ownership,
+    Protocol,
     UserNamespace,
     Volume,
 )
@@ -100,7 +102,9 @@ def _check_own_network_keys(entry: Read, network: Network) -> None:
         if network.container is not None
         else "a container with its own network"
     )
-    if entry.values.get("ports") and network.mode is not NetworkMode.HOST:
+    if network.mode is NetworkMode.NONE:
+        _check_ports_without_helper(entry)
+    elif entry.values.get("ports") and network.mode is not NetworkMode.HOST:
         _refuse_key(
             entry,
             "ports",
@@ -131,6 +135,23 @@ def _check_own_network_keys(entry: Read, network: Network) -> None:
                     f'network = "{mode}" resolves names as {owner} does; valid: set {key} '
                     f"on {owner}",
                 )
+
+
+def _check_ports_without_helper(entry: Read) -> None:
+    """On loopback alone only systemd's socket activation publishes ports: TCP ones, as
+    many container ports as it takes units for (`Container.socket_ports`)."""
+    ports = entry.values.get("ports", ())
+    for index, port in enumerate(ports):
+        if port.protocol is not Protocol.TCP:
+            entry.spot.child("ports").child(index).fail(
+                'on network = "none" only TCP ports are published, by systemd\'s socket '
+                'activation; valid: a TCP port, or network = "private" for UDP'
+            )
+    if len({port.container_port for port in ports}) > SOCKET_PORTS_MAX:
+        entry.spot.child("ports").fail(
+            f'on network = "none" at most {SOCKET_PORTS_MAX} container ports are '
+            'published; valid: fewer, or network = "private"'
+        )
 
 
 def _check_shared_with(entry: Read, network: Network, spot: Spot, by_name: dict[str, Read]) -> None:

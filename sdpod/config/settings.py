@@ -446,7 +446,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         example='ports = ["127.0.0.1:8080:80", "8081:81/udp", "9000-9001:9000-9001"]',
         help="published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp], either port "
         "a range like 9000-9009, HOST_IP 0.0.0.0 unless given, an IPv6 one in brackets "
-        '("[::1]:8080:80", through pasta only); or tables: see below',
+        '("[::1]:8080:80"; UDP on IPv6 through pasta only); or tables: see below. TCP '
+        'ports on slirp4netns and "none" are published by systemd\'s socket activation, '
+        "and the container sees their clients as 127.0.0.1",
         table=mounted.PORT,
         table_items=True,
     ),
@@ -575,8 +577,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "pod-style, and reach each other by name (each listening on ports of its own); "
         '"pasta" or "slirp4netns", a network of the container\'s own through that backend '
         '(an older pasta with a warning); "none", '
-        'loopback alone; "host", the host\'s network, with copies of its /etc/hosts and '
-        'resolv.conf; "container:NAME", the network and name resolution of another '
+        "loopback alone, with TCP ports still published by systemd; "
+        '"host", the host\'s network, with copies of its /etc/hosts and resolv.conf; '
+        '"container:NAME", the network and name resolution of another '
         "container of the file, which then starts first",
     ),
     Setting[tuple[str, ...]](

@@ -27,15 +27,23 @@ def checker_argv(bundle: Path) -> list[str]:
 
 
 def start(
-    manager: Manager, container: Container, properties: Sequence[Property], bundle: Path
+    manager: Manager,
+    container: Container,
+    properties: Sequence[Property],
+    bundle: Path,
+    others: Sequence[tuple[str, Sequence[Property]]] = (),
 ) -> None:
-    """Start `container`'s unit with its health units; return once it is ready.
+    """Start `container`'s unit with its health units and the `others` it pulls in (its
+    ports' sockets); return once it is ready.
 
     A start that fails leaves no health unit behind, and its error says what the last
     health check found, which the unit's own log does not show.
     """
     slice_name = next((value for key, (_, value) in properties if key == "Slice"), None)
-    aux = health.health_units(container, checker_argv(bundle), slice_name)
+    aux: list[tuple[str, Sequence[Property]]] = [
+        *health.health_units(container, checker_argv(bundle), slice_name),
+        *others,
+    ]
     own = [*properties, *health.main_unit_properties(container)]
     try:
         manager.start_transient(container.unit_name, own, aux)

@@ -126,16 +126,18 @@ def choose(mode: NetworkMode, pasta: Pasta) -> tuple[NetworkMode, str | None]:
 
 def resolve(container: Container, pasta: Pasta) -> tuple[Container, list[str]]:
     """`container` with the backend of its user-mode network chosen, and warnings; one of
-    another network mode as it is. Refuse ports the backend cannot publish."""
+    another network mode as it is. Refuse ports the backend would have to publish but
+    cannot."""
     if not container.network.mode.user_mode:
         return container, []
     mode, warning = choose(container.network.mode, pasta)
-    check_ports(mode, container.ports, pasta)
+    resolved = dataclasses.replace(container, network=Network(mode))
+    # systemd's sockets publish the others (`Container.socket_ports`).
+    helper_ports = resolved.helper_ports
+    check_ports(mode, helper_ports, pasta)
     warnings = [warning] if warning else []
-    warnings += [
-        _half_answered(port) for port in container.ports if _loopback_unanswered(mode, port)
-    ]
-    return dataclasses.replace(container, network=Network(mode)), warnings
+    warnings += [_half_answered(port) for port in helper_ports if _loopback_unanswered(mode, port)]
+    return resolved, warnings
 
 
 def check_ports(mode: NetworkMode, ports: Iterable[PortMapping], pasta: Pasta) -> None:

@@ -29,6 +29,7 @@ from sdpod.runtime.spec import (
     ANNOTATION_NETWORK,
     ANNOTATION_OVERLAY,
     ANNOTATION_PORTS,
+    ANNOTATION_SOCKET_PORTS,
 )
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,21 @@ def load_spec(bundle: Path) -> dict[str, Any]:
     return spec
 
 
-def ports_of(spec: dict[str, Any]) -> list[PortMapping]:
-    """The published ports that the spec's annotation lists as `ip:host:container/proto`."""
-    text = spec.get("annotations", {}).get(ANNOTATION_PORTS, "")
+def ports_of(spec: dict[str, Any], annotation: str = ANNOTATION_PORTS) -> list[PortMapping]:
+    """The ports that the spec's annotation lists as `ip:host:container/proto`: by
+    default those that the network helper publishes."""
+    text = spec.get("annotations", {}).get(annotation, "")
     ports = []
     for item in filter(None, text.split(",")):
         address, _, protocol = item.rpartition("/")
         host_ip, host_port, container_port = address.rsplit(":", 2)
         ports.append(PortMapping(host_ip, int(host_port), int(container_port), Protocol(protocol)))
     return ports
+
+
+def published_of(spec: dict[str, Any]) -> list[PortMapping]:
+    """Every port the container publishes, by its network helper or by systemd."""
+    return ports_of(spec) + ports_of(spec, ANNOTATION_SOCKET_PORTS)
 
 
 # How long a failed network start waits for the init's own report of what went wrong.

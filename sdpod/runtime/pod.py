@@ -21,11 +21,10 @@ from sdpod.runtime.spec import (
     ANNOTATION_IMAGE,
     ANNOTATION_NAME,
     ANNOTATION_NETWORK,
-    ANNOTATION_PORTS,
     NAMESPACES,
     OCI_VERSION,
-    format_port,
     id_map,
+    port_annotations,
 )
 
 PAUSE_BINARY = "catatonit"
@@ -35,11 +34,16 @@ PAUSE_PATH = "/catatonit"
 
 
 def holder_spec(
-    name: str, mapping: IdMapping, backend: str, ports: Sequence[PortMapping], pause: Path
+    name: str,
+    mapping: IdMapping,
+    backend: str,
+    ports: tuple[Sequence[PortMapping], Sequence[PortMapping]],
+    pause: Path,
 ) -> dict[str, Any]:
     """The config.json of the holder `name`: root in `mapping`'s user namespace, a network
-    through `backend` ("slirp4netns" or "pasta") that publishes `ports`, and nothing else
-    but the pause binary `pause`."""
+    through `backend` ("slirp4netns" or "pasta"), and nothing else but the pause binary
+    `pause`. `ports` are those its network helper publishes, then those systemd's
+    sockets do."""
     return {
         "ociVersion": OCI_VERSION,
         "process": {
@@ -78,6 +82,6 @@ def holder_spec(
             # What `sdpod ps` shows in the image's column: what runs, from the host.
             ANNOTATION_IMAGE: str(pause),
             ANNOTATION_NETWORK: backend,
-            ANNOTATION_PORTS: ",".join(format_port(port) for port in ports),
+            **port_annotations(*ports),
         },
     }

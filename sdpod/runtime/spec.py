@@ -37,7 +37,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 ANNOTATION_OVERLAY = "io.sdpod.rootfs.overlay"
 ANNOTATION_NETWORK = "io.sdpod.network"
-ANNOTATION_PORTS = "io.sdpod.ports"
+ANNOTATION_PORTS = "io.sdpod.ports"  # published by the network helper
+ANNOTATION_SOCKET_PORTS = "io.sdpod.ports.systemd"  # published by systemd's socket units
 ANNOTATION_IMAGE = "io.sdpod.image"
 ANNOTATION_IMAGE_ID = "io.sdpod.image.id"
 ANNOTATION_NAME = "io.sdpod.name"
@@ -398,6 +399,17 @@ def format_port(port: PortMapping) -> str:
     return f"{port.host_ip}:{port.host_port}:{port.container_port}/{port.protocol.value}"
 
 
+def port_annotations(
+    helper: Sequence[PortMapping], by_socket: Sequence[PortMapping]
+) -> dict[str, str]:
+    """The ports that the launcher's network helper publishes, and those that systemd's
+    sockets publish, which only `sdpod ps` and `up` read."""
+    return {
+        ANNOTATION_PORTS: ",".join(format_port(port) for port in helper),
+        ANNOTATION_SOCKET_PORTS: ",".join(format_port(port) for port in by_socket),
+    }
+
+
 def _with_init(args: list[str], init: Path | None) -> tuple[list[str], list[dict[str, Any]]]:
     """Put a minimal init before the command, mounted where no image has a file.
 
@@ -515,7 +527,7 @@ def build_spec(
             **stored,
             ANNOTATION_OVERLAY: overlay_annotation(layout, idmap_lower),
             ANNOTATION_NETWORK: network_annotation(container.network),
-            ANNOTATION_PORTS: ",".join(format_port(p) for p in container.ports),
+            **port_annotations(container.helper_ports, container.socket_ports),
             ANNOTATION_SECRETS: _secrets_annotation(container),
             ANNOTATION_SHIFT: _shifted_volumes(container),
             ANNOTATION_IDMAP: _idmapped_volumes(container, layout),

@@ -308,8 +308,8 @@ def test_old_pasta_refuses_udp_on_another_port_number(make_project: MakeProject)
 @pytest.mark.parametrize(
     ("network", "port", "refusal"),
     [
-        # slirp4netns 1.2 takes no IPv6 host address.
-        ("slirp4netns", "[::1]:{port}:80", "[::1]:{port}/tcp: slirp4netns publishes on IPv4"),
+        # slirp4netns 1.2 takes no IPv6 host address (systemd publishes TCP ones).
+        ("slirp4netns", "[::1]:{port}:53/udp", "[::1]:{port}/udp: slirp4netns publishes on IPv4"),
         # It drops UDP replies to the host's loopback, with its host loopback closed.
         ("private", "127.0.0.1:{port}:53/udp", "127.0.0.1:{port}/udp: slirp4netns drops"),
     ],

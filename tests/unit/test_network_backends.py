@@ -100,14 +100,18 @@ def test_resolving_records_the_backend_and_leaves_other_modes_alone() -> None:
         assert backends.resolve(web(mode), RECENT) == (web(mode), [])
 
 
-def test_ipv6_host_addresses_are_refused_on_slirp4netns_by_name() -> None:
-    ipv6 = PortMapping("::1", 8080, 80)
-    with pytest.raises(NetworkError, match=r"\[::1\]:8080/tcp: slirp4netns publishes on IPv4"):
-        backends.resolve(web(NetworkMode.PRIVATE, ipv6), OLD)
+def test_ipv6_udp_is_refused_on_slirp4netns_by_name_while_tcp_goes_to_systemd() -> None:
+    ipv6_udp = PortMapping("::1", 5353, 53, UDP)
+    with pytest.raises(NetworkError, match=r"\[::1\]:5353/udp: slirp4netns publishes on IPv4"):
+        backends.resolve(web(NetworkMode.PRIVATE, ipv6_udp), OLD)
     with pytest.raises(NetworkError, match="slirp4netns"):
-        backends.resolve(web(NetworkMode.SLIRP4NETNS, ipv6), RECENT)
-    resolved, _ = backends.resolve(web(NetworkMode.PRIVATE, ipv6), RECENT)
-    assert resolved.ports == (ipv6,)
+        backends.resolve(web(NetworkMode.SLIRP4NETNS, ipv6_udp), RECENT)
+    resolved, _ = backends.resolve(web(NetworkMode.PRIVATE, ipv6_udp), RECENT)
+    assert resolved.ports == (ipv6_udp,)
+
+    ipv6_tcp = PortMapping("::1", 8080, 80)
+    resolved, _ = backends.resolve(web(NetworkMode.SLIRP4NETNS, ipv6_tcp), RECENT)
+    assert resolved.socket_ports == (ipv6_tcp,) and resolved.helper_ports == ()
 
 
 def test_an_old_pasta_refuses_udp_on_another_port_number() -> None:

@@ -14,6 +14,8 @@ from sdpod.config.model import (
     Device,
     LayoutImage,
     NamedVolume,
+    Network,
+    NetworkMode,
     PortMapping,
     Protocol,
     RestartPolicy,
@@ -26,7 +28,7 @@ from sdpod.kernel.userns import IdMapping, IdRange
 from sdpod.runtime import pod
 from sdpod.runtime import spec as oci
 from sdpod.runtime.creation import mapping_of
-from sdpod.runtime.launch import ports_of
+from sdpod.runtime.launch import ports_of, published_of
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,16 @@ def test_mappings_and_ports_survive_the_round_trip(rootfs: Path) -> None:
     spec = build(rootfs, make_container(ports=ports))
     assert mapping_of(spec) == MAPPING
     assert ports_of(spec) == list(ports)
+
+
+def test_systemd_publishes_the_tcp_ports_of_slirp4netns_and_the_helper_the_rest(
+    rootfs: Path,
+) -> None:
+    tcp, udp = PortMapping("::1", 8080, 80), PortMapping("127.0.0.1", 5353, 53, Protocol.UDP)
+    container = make_container(ports=(tcp, udp), network=Network(NetworkMode.SLIRP4NETNS))
+    spec = build(rootfs, container)
+    assert ports_of(spec) == [udp]
+    assert published_of(spec) == [udp, tcp]
 
 
 def test_volumes_are_bind_mounts_with_their_mode(rootfs: Path) -> None:
@@ -256,17 +268,21 @@ def test_more_layers_than_overlayfs_stacks_are_refused(tmp_path: Path, count: in
 
 def test_a_pod_holder_only_pauses_in_the_network_it_publishes_ports_from() -> None:
     port = PortMapping("127.0.0.1", 8080, 80)
-    spec = pod.holder_spec("shop-pod", MAPPING, "slirp4netns", [port], Path("/usr/bin/catatonit"))
+    udp = PortMapping("127.0.0.1", 5353, 53, Protocol.UDP)
+    pause = Path("/usr/bin/catatonit")
+    spec = pod.holder_spec("shop-pod", MAPPING, "slirp4netns", ([udp], [port]), pause)
 
     assert spec["process"]["args"] == ["/catatonit", "-P"]
     assert spec["process"]["capabilities"] == {"bounding": []}
     assert spec["root"] == {"path": "rootfs", "readonly": True}
-    pause = next(m for m in spec["mounts"] if m["destination"] == "/catatonit")
-    assert pause["source"] == "/usr/bin/catatonit" and "ro" in pause["options"]
+    bound = next(m for m in spec["mounts"] if m["destination"] == "/catatonit")
+    assert bound["source"] == "/usr/bin/catatonit" and "ro" in bound["options"]
     assert {n["type"] for n in spec["linux"]["namespaces"]} == set(oci.NAMESPACES)
     assert mapping_of(spec) == MAPPING
-    # What the launcher reads to start the helper and publish the members' ports.
-    assert ports_of(spec) == [port]
+    # What the launcher reads to start the helper and publish the members' UDP port; the
+    # TCP port is systemd's to publish, and only listed.
+    assert ports_of(spec) == [udp]
+    assert published_of(spec) == [udp, port]
     assert spec["annotations"][oci.ANNOTATION_NETWORK] == "slirp4netns"
     assert spec["annotations"][oci.ANNOTATION_NAME] == "shop-pod"
     assert spec["annotations"][oci.ANNOTATION_IMAGE] == "/usr/bin/catatonit"

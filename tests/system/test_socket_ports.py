@@ -1,0 +1,125 @@
+"""Published TCP ports through systemd's socket activation, through `up` as the test user.
+
+On slirp4netns (the default backend here) and on `network = "none"`, the user's manager
+listens on each published TCP port, and the first connection starts
+systemd-socket-proxyd in the container's namespaces (`sdpod.units.sockets`). Before it,
+no process of ours runs for the port.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sandbox import SandboxHost
+
+from system.helpers import HTTPD, Project, fetch, free_port, refuses, wait_for
+
+pytestmark = pytest.mark.system
+
+# The proxy's command name, as /proc/PID/comm cuts it to 15 characters.
+PROXY_COMM = "systemd-socket-"
+
+
+def ok(project: Project, *args: str) -> str:
+    result = project.sdpod(*args)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def toml(name: str, port: int, network: str) -> str:
+    return (
+        "[container]\n"
+        f"name = {json.dumps(name)}\n"
+        'image = "oci:image:latest"\n'
+        f"command = {json.dumps(list(HTTPD))}\n"
+        f'ports = ["127.0.0.1:{port}:80", "[::1]:{port}:80"]\n'
+        'volumes = ["./www:/www:ro"]\n'
+        f"network = {json.dumps(network)}\n"
+    )
+
+
+@pytest.fixture(params=["private", "none"])
+def project(
+    sandbox: SandboxHost, user_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[Project]:
+    network: str = request.param
+    name = f"sock-{network}"
+    made = Project.create(sandbox, sandbox.user, user_dir, name, free_port())
+    made.rewrite(toml(name, made.port, network))
+    yield made
+    made.down()
+
+
+def running(project: Project, comm: str) -> list[int]:
+    return [pid for pid, name in project.processes() if name == comm]
+
+
+def active(project: Project, unit: str) -> str:
+    return project.run(["systemctl", "--user", "is-active", unit]).stdout.strip()
+
+
+def fetch_v6(port: int) -> str:
+    """GET / from [::1]:`port`, by hand: urllib's retries would hide the first reply."""
+    with socket.create_connection(("::1", port), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1."), head
+    return body
+
+
+def test_no_proxy_runs_until_the_first_connection(project: Project) -> None:
+    out = ok(project, "up", project.toml)
+    assert f"publishing 127.0.0.1:{project.port}->80/tcp, [::1]:{project.port}->80/tcp" in out
+    socket_unit = f"sdpod-{project.name}:80.socket"
+    assert active(project, socket_unit) == "active"
+    assert running(project, PROXY_COMM) == []
+
+    assert fetch(project.url) == project.index_html
+    assert fetch_v6(project.port) == project.index_html
+    assert len(running(project, PROXY_COMM)) == 1
+    assert active(project, f"sdpod-{project.name}:80.service") == "active"
+
+    # `ps` lists the ports that systemd publishes as the container's.
+    row = next(line for line in ok(project, "ps").splitlines() if project.name in line)
+    assert f"127.0.0.1:{project.port}:80/tcp, [::1]:{project.port}:80/tcp" in row, row
+
+
+def test_loopback_alone_has_no_helper_at_all(project: Project) -> None:
+    ok(project, "up", project.toml)
+    assert fetch(project.url) == project.index_html
+
+    # The default network keeps slirp4netns for the way out; loopback alone needs none.
+    helpers = running(project, "slirp4netns") + running(project, "pasta")
+    assert len(helpers) == (0 if project.name.endswith("none") else 1), helpers
+
+
+def test_the_proxy_follows_the_container_through_a_restart(project: Project) -> None:
+    ok(project, "up", project.toml)
+    assert fetch(project.url) == project.index_html
+    before = running(project, PROXY_COMM)
+
+    # The proxy in the old network goes with the container; the next connection starts
+    # one in the new network.
+    restart = ["systemctl", "--user", "restart", project.unit]
+    assert project.run(restart).returncode == 0
+    assert fetch(project.url) == project.index_html
+    after = wait_for(lambda: running(project, PROXY_COMM) or None, 10, "a new proxy")
+    assert set(after).isdisjoint(before)
+
+
+def test_down_leaves_no_socket_and_no_proxy(project: Project) -> None:
+    ok(project, "up", project.toml)
+    assert fetch(project.url) == project.index_html
+
+    ok(project, "down", project.toml)
+    assert refuses(project.port)
+    assert running(project, PROXY_COMM) == []
+    units = project.sdpod_units()
+    assert not [unit for unit in units if unit.startswith(f"sdpod-{project.name}")], units
