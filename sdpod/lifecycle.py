@@ -418,7 +418,7 @@ def _start(want: Desired, context: _Context) -> None:
         aux = [(name, properties) for name, _, properties in want.sockets]
         checks.start(manager, want.container, want.properties, want.layout.bundle, aux)
         return
-    if unitfile.write_units(unit_files(want)):
+    if write_unit_files(want.container.name, unit_files(want)):
         manager.reload()
     manager.start_unit(unit)
 
@@ -444,6 +444,15 @@ def remove_unit_files(container: Container) -> None:
     names = (health_units.timer_name(container), health_units.service_name(container))
     for name in (container.unit_name, *names, *socket_unit_files(container.name)):
         unitfile.remove_unit(name)
+
+
+def write_unit_files(name: str, units: Sequence[unitfile.UnitSpec]) -> bool:
+    """Write `units`, those of container `name` (or of a pod's holder), and delete the
+    files of its ports that it no longer publishes; whether any file changed."""
+    keep = {unit for unit, _, _ in units}
+    stale = [unit for unit in socket_unit_files(name) if unit not in keep]
+    removed = [unitfile.remove_unit(unit) for unit in stale]
+    return bool(unitfile.write_units(units)) or any(removed)
 
 
 def socket_unit_files(name: str) -> list[str]:

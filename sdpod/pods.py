@@ -195,7 +195,7 @@ def _start(holder: Holder, manager: Manager) -> None:
     transient otherwise."""
     members = (f"sdpod-{member}.service" for member in holder.members)
     if any(unitfile.unit_path(unit).exists() for unit in [holder.unit, *members]):
-        if unitfile.write_units(holder.unit_files):
+        if lifecycle.write_unit_files(holder.name, holder.unit_files):
             manager.reload()
         manager.start_unit(holder.unit)
         return
@@ -273,7 +273,7 @@ def make_persistent(
     if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):
         manager.stop(holder.unit)
         manager.wait_unloaded(holder.unit)
-    if unitfile.write_units(holder.unit_files):
+    if lifecycle.write_unit_files(holder.name, holder.unit_files):
         manager.reload()
     if running:
         bring_up(holder, context, say)

@@ -107,6 +107,11 @@ def unit_file(project: Project) -> Path:
     return project.sandbox.home(project.user) / ".config/systemd/user" / project.unit
 
 
+def socket_file(project: Project) -> Path:
+    """The unit file of the socket that publishes the container's port 80."""
+    return unit_file(project).with_name(f"sdpod-{project.name}:80.socket")
+
+
 def wants_link(project: Project) -> Path:
     directory = project.sandbox.home(project.user) / ".config/systemd/user/default.target.wants"
     return directory / project.unit
@@ -183,6 +188,7 @@ def test_enabled_container_comes_back_after_its_manager_restarts(web: Project) -
     assert "enable-linger" not in result.stderr, ok(result)
     assert is_enabled(web) == "enabled"
     assert unit_file(web).is_file() and wants_link(web).is_symlink()
+    assert socket_file(web).is_file()
     before = serving(web)
     assert web.show()["LoadState"] == "loaded"
     # Every setting systemd holds for the unit from its file is the transient unit's.
@@ -202,6 +208,7 @@ def test_enabled_container_comes_back_after_its_manager_restarts(web: Project) -
     disabled = succeeds(web.sdpod("disable", web.toml))
     assert f"{web.name}: disabled and removed" in disabled, disabled
     assert not unit_file(web).exists() and not wants_link(web).is_symlink()
+    assert not socket_file(web).exists()
     assert not web.container_dir.exists()
 
 
@@ -282,6 +289,23 @@ def test_edited_enabled_container_is_replaced_from_its_rewritten_unit_file(web: 
     after = serving(web)
     assert after["MainPID"] != before["MainPID"]
     assert refuses(old_port)
+    assert is_enabled(web) == "enabled"
+
+
+@pytest.mark.system
+def test_an_enabled_container_moved_to_pasta_loses_its_socket_files(web: Project) -> None:
+    succeeds(web.sdpod("enable", web.toml))
+    succeeds(web.up())
+    serving(web)
+    assert socket_file(web).is_file()
+
+    # pasta publishes its ports itself: systemd's socket and proxy files go.
+    web.rewrite(Path(web.toml).read_text() + 'network = "pasta"\n')
+    up = succeeds(web.up())
+    assert f"{web.name}: replaced" in up, up
+    serving(web)
+    units = sorted(path.name for path in unit_file(web).parent.glob(f"sdpod-{web.name}:*"))
+    assert units == []
     assert is_enabled(web) == "enabled"
 
 
