@@ -30,16 +30,21 @@ METHOD = (
     "(container->host), one TCP stream, the receiver's bits per second; the server is "
     "`iperf3 -s` in the container (the host's binary and libraries bind-mounted "
     "read-only) behind a published port 127.0.0.1:PORT; loopback: the same server on the "
-    'host; sdpod: `network = "slirp4netns"` and `"pasta"` (pasta splices loopback '
-    "connections); podman run -p (its default: slirp4netns, rootlessport); memory: PSS "
-    "and RSS of the helper processes of the one container (sdpod: the unit's supervisor "
-    "leaf but the log relay `cat`, i.e. the helper and its shell; podman: slirp4netns and "
-    "rootlessport), read after the transfers"
+    'host; sdpod: `network = "slirp4netns"` (TCP ports through systemd\'s socket '
+    'activation and systemd-socket-proxyd), `"pasta"` (pasta splices loopback '
+    'connections) and `"none"` (the proxy alone); podman run -p (its default: '
+    "slirp4netns, rootlessport); memory: PSS and RSS of the helper processes of the one "
+    "container (sdpod: the unit's supervisor leaf but the log relay `cat`, i.e. the "
+    "helper and its shell, and the port's proxy unit; podman: slirp4netns and "
+    "rootlessport), read after the transfers, and for sdpod also once the container "
+    "runs, before the first connection"
 )
 IPERF = "/usr/bin/iperf3"
 LIBRARIES = "/usr/lib/x86_64-linux-gnu"
 MOUNTED_IPERF, MOUNTED_LIBRARIES = "/iperf/iperf3", "/iperf/lib"
 SERVER_PORT = 5201
+# sdpod's networks measured: through slirp4netns, pasta, and loopback alone.
+SDPOD_NETWORKS = ("slirp4netns", "pasta", "none")
 # A transfer that takes longer is cut off there (`timeout`) and counts what moved: a stall
 # is a figure, and a note.
 LIMIT_SECONDS = 30
@@ -65,40 +70,45 @@ class Measured:
     download: Series
     pss: Series | None = None
     rss: Series | None = None
+    idle_pss: Series | None = None
     stalls: list[str] = field(default_factory=list)
 
 
 def measure(bench: Bench, podman_ready: str) -> Figure:
     figure = Figure("6", "network throughput and helper memory", METHOD)
-    size = (64 if bench.quick else 256) << 20
+    size = (64 if bench.quick else 2048) << 20
     missing = require("iperf3")
     subjects = {
         "loopback": _measured(figure, "loopback", memory=False, reason=missing),
-        "slirp4netns": _measured(figure, "sdpod slirp4netns", reason=missing),
-        "pasta": _measured(figure, "sdpod pasta", reason=missing),
+        **{
+            backend: _measured(figure, f"sdpod {backend}", idle=True, reason=missing)
+            for backend in SDPOD_NETWORKS
+        },
         "podman": _measured(figure, "podman run -p", reason=podman_ready or missing),
     }
     for direction in ("upload", "download"):
         base = getattr(subjects["loopback"], direction)
-        for name in ("slirp4netns", "pasta"):
+        for name in SDPOD_NETWORKS:
             ours = getattr(subjects[name], direction)
             figure.compare(figure.series.index(ours), figure.series.index(base))
             peer = getattr(subjects["podman"], direction)
             figure.compare(figure.series.index(ours), figure.series.index(peer))
-    for name in ("slirp4netns", "pasta"):
+    for name in SDPOD_NETWORKS:
         ours_pss, peer_pss = subjects[name].pss, subjects["podman"].pss
         assert ours_pss is not None and peer_pss is not None
         figure.compare(figure.series.index(ours_pss), figure.series.index(peer_pss))
 
     runs = [
         Subject(subjects["loopback"].upload, *_loopback(bench, size, subjects["loopback"])),
-        Subject(subjects["slirp4netns"].upload, *_sdpod(bench, size, "slirp4netns", subjects)),
-        Subject(subjects["pasta"].upload, *_sdpod(bench, size, "pasta", subjects)),
+        *(
+            Subject(subjects[name].upload, *_sdpod(bench, size, name, subjects))
+            for name in SDPOD_NETWORKS
+        ),
         Subject(subjects["podman"].upload, *_podman(bench, size, subjects["podman"])),
     ]
     alternate(runs, bench.rounds)
     for measured in subjects.values():
-        for series in (measured.download, measured.pss, measured.rss):
+        for series in (measured.download, measured.pss, measured.rss, measured.idle_pss):
             if series is not None and not series.samples:
                 series.reason = series.reason or measured.upload.reason
     figure.notes.append(f"N = {size >> 20} MiB per transfer, at most {LIMIT_SECONDS} s")
@@ -107,7 +117,9 @@ def measure(bench: Bench, podman_ready: str) -> Figure:
     return figure
 
 
-def _measured(figure: Figure, subject: str, memory: bool = True, reason: str = "") -> Measured:
+def _measured(
+    figure: Figure, subject: str, memory: bool = True, idle: bool = False, reason: str = ""
+) -> Measured:
     def series(work: str, unit: str) -> Series:
         made = Series(subject, work, unit, reason=reason)
         figure.add(made)
@@ -117,6 +129,8 @@ def _measured(figure: Figure, subject: str, memory: bool = True, reason: str = "
     if memory:
         measured.pss = series("helper PSS", "MiB")
         measured.rss = series("helper RSS", "MiB")
+    if idle:
+        measured.idle_pss = series("helper PSS before a connection", "MiB")
     return measured
 
 
@@ -198,9 +212,16 @@ def _sdpod(bench: Bench, size: int, backend: str, subjects: dict[str, Measured])
             f"network = {json.dumps(backend)}\n"
         )
         bench.run(["sdpod", "up", str(write_toml(bench, name, text))])
+        assert measured.idle_pss is not None
+        measured.idle_pss.samples.append(_helpers_pss(bench, helpers) / 1024)
         upload = _both_ways(bench, port, size, measured)
-        _record_memory(bench, measured, lambda p: f"/sdpod-{name}.service/supervisor" in p.cgroup)
+        _record_memory(bench, measured, helpers)
         return upload
+
+    def helpers(process: Process) -> bool:
+        """The helper and its shell in the unit's supervisor leaf, and the port's proxy."""
+        supervisor = f"/sdpod-{name}.service/supervisor" in process.cgroup
+        return supervisor or f"/sdpod-{name}:{SERVER_PORT}.service" in process.cgroup
 
     def teardown(number: int) -> None:
         sdpod_down(bench, [bench.work / f"{name}.toml"])
@@ -226,6 +247,12 @@ def _podman(bench: Bench, size: int, measured: Measured) -> Rounds:
 
 def _is_podman_helper(process: Process) -> bool:
     return process.comm == "slirp4netns" or process.comm.startswith("rootlessport")
+
+
+def _helpers_pss(bench: Bench, keep: Callable[[Process], bool]) -> int:
+    """PSS in KiB of the helper processes `keep` picks, the log relay left out; 0 for none."""
+    helpers = [p for p in processes(bench.host.cgroup) if keep(p) and p.comm != "cat"]
+    return sum(pss_kib(p.pid) for p in helpers)
 
 
 def _record_memory(bench: Bench, measured: Measured, keep: Callable[[Process], bool]) -> None:
