@@ -354,7 +354,9 @@ def test_bad_input_is_named_and_starts_nothing(make_project: MakeProject, case: 
         assert key in stderr, stderr
 
 
-# -- 5. a port someone else holds ------------------------------------------------------
+# -- 5. a port someone else holds, or one only root may bind ----------------------------
+
+UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 
 
 def test_taken_port_is_named_and_nothing_is_left(make_project: MakeProject) -> None:
@@ -368,6 +370,20 @@ def test_taken_port_is_named_and_nothing_is_left(make_project: MakeProject) -> N
         stderr = assert_clean_failure(project.up(), project, units_before)
         assert f"127.0.0.1:{port}" in errors_of(stderr), stderr
         assert_nothing_left(project, port_free=False)
+
+
+def test_a_low_port_is_refused_naming_the_sysctl(make_project: MakeProject) -> None:
+    first_unprivileged = int(Path(UNPRIVILEGED_PORT_START).read_text())
+    if first_unprivileged <= 1:
+        pytest.skip(f"{UNPRIVILEGED_PORT_START} lets every user bind every port here")
+    port = first_unprivileged - 1
+    project = make_project(unique("lowport"), port)
+    units_before = project.sdpod_units()
+
+    stderr = assert_clean_failure(project.up(), project, units_before)
+    error = errors_of(stderr)
+    assert f"127.0.0.1:{port}/tcp" in error and "net.ipv4.ip_unprivileged_port_start" in error
+    assert_nothing_left(project)
 
 
 # -- 6. a user without subordinate ids ------------------------------------------------
