@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdpod import paths, pods, projects
+from sdpod import paths, pods, projects, publishing
 from sdpod.config.load import load_project
 from sdpod.config.model import (
     Container,
@@ -36,7 +36,6 @@ from sdpod.health import service as checks
 from sdpod.images.store import ImageStore, StoredImage, Unpack
 from sdpod.kernel.userns import IdMapping, rootless_mapping, run_in_userns
 from sdpod.network import addresses, backends, files, ports
-from sdpod.network import proxy as proxy_programs
 from sdpod.runtime import bundle, idmaps, shared
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.launch import published_of
@@ -46,7 +45,7 @@ from sdpod.runtime.spec import (
     build_spec,
 )
 from sdpod.units import health as health_units
-from sdpod.units import sockets, unitfile
+from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 from sdpod.units.translate import Property, service_properties, slice_name
 
@@ -84,19 +83,6 @@ def find_init() -> Path:
             hint="install Debian's package `tini`",
         )
     return Path(found)
-
-
-def socket_units(
-    name: str, unit: str, by_socket: Sequence[PortMapping], project: Project
-) -> list[unitfile.UnitSpec]:
-    """The socket and proxy units that publish the ports `by_socket` of container `name`
-    (or of the holder of a pod), whose unit is `unit`."""
-    if not by_socket:
-        return []
-    nsenter, proxy = proxy_programs.find_proxy()
-    links = (str(paths.namespace_link(name, "user")), str(paths.namespace_link(name, "net")))
-    argv = sockets.proxy_argv(nsenter, proxy, *links)
-    return sockets.socket_units(name, unit, by_socket, argv, slice_name(project))
 
 
 def launcher_argv(bundle_dir: Path, debug: bool = False) -> list[str]:
@@ -211,8 +197,8 @@ class Desired:
     """The TOML file that defines the container."""
     etc: dict[str, str]
     """The files of the bundle's etc directory, by name."""
-    sockets: list[unitfile.UnitSpec]
-    """The units that publish its TCP ports (`sdpod.units.sockets`), if any."""
+    ports: publishing.Publishing
+    """The units that publish its TCP ports, if any."""
 
     @property
     def unchanged(self) -> bool:
@@ -257,22 +243,16 @@ def desired(container: Container, context: _Context) -> Desired:
         image_id=image.id,
     )
     argv = launcher_argv(layout.bundle, context.debug)
-    requires = sockets.owner_properties(container.name, container.socket_ports)
-    properties = service_properties(container, context.project, argv) + requires
+    publish = publishing.units_for(
+        container.name, container.unit_name, container.socket_ports, context.project
+    )
+    properties = service_properties(container, context.project, argv) + publish.requires
     # --debug changes what the launcher logs, not the container: it does not count.
     plain = service_properties(container, context.project, launcher_argv(layout.bundle))
     etc = _etc_files(container, context.project)
-    units = socket_units(
-        container.name, container.unit_name, container.socket_ports, context.project
-    )
-    digest = definition_digest(spec, plain + requires + flat(units), etc)
+    digest = definition_digest(spec, plain + publish.counted, etc)
     source = context.project.source
-    return Desired(container, mapping, layout, spec, properties, digest, source, etc, units)
-
-
-def flat(units: Sequence[unitfile.UnitSpec]) -> list[Property]:
-    """The properties of `units`, each named after its unit, to count in a digest."""
-    return [(f"{name}:{key}", value) for name, _, properties in units for key, value in properties]
+    return Desired(container, mapping, layout, spec, properties, digest, source, etc, publish)
 
 
 def with_backend(container: Container) -> Container:
@@ -415,10 +395,10 @@ def _start(want: Desired, context: _Context) -> None:
     systemd refuses a transient unit of a name that has one."""
     unit, manager = want.container.unit_name, context.manager
     if not enabled_after_stop(manager, want.container):
-        aux = [(name, properties) for name, _, properties in want.sockets]
+        aux = want.ports.aux
         checks.start(manager, want.container, want.properties, want.layout.bundle, aux)
         return
-    if write_unit_files(want.container.name, unit_files(want)):
+    if publishing.write_unit_files(want.container.name, unit_files(want)):
         manager.reload()
     manager.start_unit(unit)
 
@@ -434,7 +414,7 @@ def unit_files(want: Desired) -> list[unitfile.UnitSpec]:
     return [
         (container.unit_name, "service", own),
         *((name, name.rpartition(".")[2], properties) for name, properties in aux),
-        *want.sockets,
+        *want.ports.units,
     ]
 
 
@@ -442,22 +422,8 @@ def remove_unit_files(container: Container) -> None:
     """Delete the files `unit_files` writes, those of the health check and the ports as
     well."""
     names = (health_units.timer_name(container), health_units.service_name(container))
-    for name in (container.unit_name, *names, *socket_unit_files(container.name)):
+    for name in (container.unit_name, *names, *publishing.unit_files(container.name)):
         unitfile.remove_unit(name)
-
-
-def write_unit_files(name: str, units: Sequence[unitfile.UnitSpec]) -> bool:
-    """Write `units`, those of container `name` (or of a pod's holder), and delete the
-    files of its ports that it no longer publishes; whether any file changed."""
-    keep = {unit for unit, _, _ in units}
-    stale = [unit for unit in socket_unit_files(name) if unit not in keep]
-    removed = [unitfile.remove_unit(unit) for unit in stale]
-    return bool(unitfile.write_units(units)) or any(removed)
-
-
-def socket_unit_files(name: str) -> list[str]:
-    """The names of the socket and proxy unit files written for container `name`."""
-    return sorted(path.name for path in unitfile.unit_dir().glob(sockets.units_glob(name)))
 
 
 def enabled_after_stop(manager: Manager, container: Container) -> bool:
@@ -524,7 +490,7 @@ def _forget_unit_files(manager: Manager, name: str) -> None:
     enabled without its bundle would fail at every boot."""
     units = [f"sdpod-{name}.service", f"sdpod-{name}-health.timer", f"sdpod-{name}-health.service"]
     written = [unit for unit in units if unitfile.unit_path(unit).exists()]
-    written += socket_unit_files(name)
+    written += publishing.unit_files(name)
     if not written:
         return
     for unit in written[1:]:

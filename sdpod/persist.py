@@ -13,7 +13,7 @@ import os
 import pwd
 from pathlib import Path
 
-from sdpod import lifecycle, pods, projects
+from sdpod import lifecycle, pods, projects, publishing
 from sdpod.config.load import load_project
 from sdpod.config.model import Container
 from sdpod.errors import SystemdError
@@ -78,7 +78,7 @@ def _enable_one(
         for name, _, _ in units:
             manager.wait_unloaded(name)
 
-    lifecycle.write_unit_files(container.name, units)
+    publishing.write_unit_files(container.name, units)
     manager.enable_unit_files([unit])
     manager.reload()
 

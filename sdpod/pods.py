@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdpod import lifecycle, paths
+from sdpod import lifecycle, paths, publishing
 from sdpod.config.model import Container, Network, NetworkMode, PortMapping, Project
 from sdpod.errors import RuntimeSetupError, SdpodError
 from sdpod.kernel.userns import IdMapping
@@ -24,7 +24,7 @@ from sdpod.network import files, ports
 from sdpod.runtime import bundle, idmaps
 from sdpod.runtime.idpool import IdPool
 from sdpod.runtime.pod import PAUSE_BINARY, PAUSE_PATH, holder_spec
-from sdpod.units import sockets, unitfile
+from sdpod.units import unitfile
 from sdpod.units.manager import UNIT_INTERFACE, Manager
 from sdpod.units.translate import Property, pod_properties, pod_unit_name
 
@@ -41,12 +41,12 @@ class Holder:
     properties: list[Property]
     digest: str
     source: Path
-    sockets: list[unitfile.UnitSpec]
-    """The units that publish the members' TCP ports (`sdpod.units.sockets`)."""
+    ports_units: publishing.Publishing
+    """The units that publish the members' TCP ports."""
 
     @property
     def unit_files(self) -> list[unitfile.UnitSpec]:
-        return [(self.unit, "service", self.properties), *self.sockets]
+        return [(self.unit, "service", self.properties), *self.ports_units.units]
 
     @property
     def directory(self) -> Path:
@@ -100,9 +100,9 @@ def desired_holder(context: lifecycle.Context) -> Holder | None:
     if not members:
         return None
     name = project.pod_name
-    published = tuple(port for member in members for port in member.ports)
+    all_ports = tuple(port for member in members for port in member.ports)
     # The members' network settings are the holder's: their backend, their user namespace.
-    model = dataclasses.replace(members[0], name=name, network=Network(), ports=published)
+    model = dataclasses.replace(members[0], name=name, network=Network(), ports=all_ports)
     resolved = lifecycle.with_backend(model)
     mapping = idmaps.mapping_for(model, context.rootless, IdPool(paths.data_dir()))
     backend = resolved.network.mode.value
@@ -110,13 +110,12 @@ def desired_holder(context: lifecycle.Context) -> Holder | None:
     spec = holder_spec(name, mapping, backend, (resolved.helper_ports, by_socket), find_pause())
     unit = pod_unit_name(project)
     argv = lifecycle.launcher_argv(paths.container_dir(name), context.debug)
-    requires = sockets.owner_properties(name, by_socket)
-    properties = pod_properties(project, argv) + requires
+    publish = publishing.units_for(name, unit, by_socket, project)
+    properties = pod_properties(project, argv) + publish.requires
     plain = pod_properties(project, lifecycle.launcher_argv(paths.container_dir(name)))
-    units = lifecycle.socket_units(name, unit, by_socket, project)
-    digest = lifecycle.definition_digest(spec, plain + requires + lifecycle.flat(units), {})
+    digest = lifecycle.definition_digest(spec, plain + publish.counted, {})
     names = tuple(member.name for member in members)
-    return Holder(name, unit, names, published, spec, properties, digest, project.source, units)
+    return Holder(name, unit, names, all_ports, spec, properties, digest, project.source, publish)
 
 
 def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> None:
@@ -148,8 +147,8 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
         _remove_files(holder.name, context.rootless)
         raise
     how = "replaced, running" if replaced else "running"
-    members, published = ", ".join(holder.members), lifecycle.published(holder.ports)
-    say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{published}")
+    members, listed = ", ".join(holder.members), lifecycle.published(holder.ports)
+    say(f"{holder.name}: {how} as {holder.unit}, the network of {members}{listed}")
 
 
 def _moving(holder: Holder) -> dict[str, list[PortMapping]]:
@@ -195,12 +194,11 @@ def _start(holder: Holder, manager: Manager) -> None:
     transient otherwise."""
     members = (f"sdpod-{member}.service" for member in holder.members)
     if any(unitfile.unit_path(unit).exists() for unit in [holder.unit, *members]):
-        if lifecycle.write_unit_files(holder.name, holder.unit_files):
+        if publishing.write_unit_files(holder.name, holder.unit_files):
             manager.reload()
         manager.start_unit(holder.unit)
         return
-    aux = [(name, properties) for name, _, properties in holder.sockets]
-    manager.start_transient(holder.unit, holder.properties, aux)
+    manager.start_transient(holder.unit, holder.properties, holder.ports_units.aux)
 
 
 def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
@@ -226,7 +224,7 @@ def take_down(project: Project, manager: Manager, say: lifecycle.Say) -> None:
 
 def _remove_unit_files(name: str, unit: str) -> bool:
     """Delete the holder's unit file and its ports'; whether there was one."""
-    names = [unit, *lifecycle.socket_unit_files(name)]
+    names = [unit, *publishing.unit_files(name)]
     return any([unitfile.remove_unit(each) for each in names])
 
 
@@ -273,7 +271,7 @@ def make_persistent(
     if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):
         manager.stop(holder.unit)
         manager.wait_unloaded(holder.unit)
-    if lifecycle.write_unit_files(holder.name, holder.unit_files):
+    if publishing.write_unit_files(holder.name, holder.unit_files):
         manager.reload()
     if running:
         bring_up(holder, context, say)
