@@ -28,3 +28,14 @@ def test_a_full_disk_is_reported_in_one_line_with_a_hint(
     assert err.startswith("error: [Errno 28] No space left on device")
     assert "hint: free some space" in err
     assert "Traceback" not in err
+
+
+def test_version_is_the_installed_package_s(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib.metadata import version
+
+    monkeypatch.setattr("sys.argv", ["sdpod", "--version"])
+    cli_main.main()  # returns: exit status 0
+
+    assert capsys.readouterr().out == f"sdpod {version('sdpod')}\n"
