@@ -132,7 +132,29 @@ def _syntax_error(file: str, text: str, message: str) -> str:
     else:
         line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
     reason = match["message"]
+    if reason.startswith(_REPEATS):
+        reason = _repeated_key(text) or reason
     return f"{file}:{line}:{column}: {reason[:1].lower()}{reason[1:]}"
+
+
+# tomllib's words for a key or table given twice, which do not say which.
+_REPEATS = ("Cannot overwrite a value", "Cannot declare")
+_ALREADY = re.compile(r'Key "(?P<key>.*)" already exists\.')
+
+
+def _repeated_key(text: str) -> str | None:
+    """`the key "name" is given twice; valid: ...`, read by tomlkit, which names the key
+    tomllib only points at; None if tomlkit says otherwise."""
+    import tomlkit.exceptions
+
+    try:
+        tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as error:
+        found = _ALREADY.match(str(error))
+        if found:
+            key = found["key"]
+            return f'the key "{key}" is given twice; valid: each key once in its table'
+    return None
 
 
 def _container_tables(
