@@ -25,6 +25,7 @@ from sdpod.health.state import HealthState
 from sdpod.runtime import bundle
 from sdpod.runtime.launch import published_of
 from sdpod.runtime.spec import ANNOTATION_IMAGE
+from sdpod.units import sockets
 from sdpod.units import status as unit_status
 from sdpod.units.manager import Manager
 from sdpod.units.status import UnitDetails
@@ -145,7 +146,7 @@ def status(name: str) -> ContainerStatus:
         summaries = unit_status.list_units(manager, unit)
         details = unit_status.read_service(manager, unit)
     row = _row(name, summaries[0] if summaries else None, time.monotonic())
-    journal = [*journalctl(unit), "-n", str(LOG_LINES), "-o", "short-iso", "--no-pager"]
+    journal = [*journalctl(name), "-n", str(LOG_LINES), "-o", "short-iso", "--no-pager"]
     log, log_error = _journal_lines(journal)
     return ContainerStatus(row, details, log, log_error)
 
@@ -164,21 +165,24 @@ def _journal_lines(argv: list[str]) -> tuple[tuple[str, ...], str | None]:
     return tuple(lines), None
 
 
-def journalctl(unit: str) -> list[str]:
-    """The journalctl command that selects the messages of `unit`.
+def journalctl(name: str) -> list[str]:
+    """The journalctl command that selects the messages of container `name`: its unit's,
+    and those of the units that publish its ports, whose proxy says there why a
+    connection failed (nothing listening on the container's loopback).
 
     A user's containers are units of their own manager, whose messages `--user` selects;
     root's are units of the system manager. `-u` finds every line of the container,
     since its output reaches journald through a relay that lives in the unit's cgroup
     (`sdpod.runtime.journal`) rather than from processes that may exit first.
     """
-    return ["journalctl", *(["--user"] if os.geteuid() != 0 else []), "-u", unit]
+    scope = ["--user"] if os.geteuid() != 0 else []
+    return ["journalctl", *scope, "-u", unit_of(name), "-u", sockets.units_glob(name)]
 
 
 def logs_argv(name: str, follow: bool, lines: int | None) -> list[str]:
     """The journalctl command that shows the journal of container `name`."""
     require_known(name, "show the log of")
-    argv = journalctl(unit_of(name))
+    argv = journalctl(name)
     if lines is not None:
         argv += ["-n", str(lines)]
     return [*argv, "-f"] if follow else argv

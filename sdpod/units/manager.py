@@ -105,8 +105,12 @@ class Manager:
         """Create and start the service `name`; return when its start job is done.
 
         `aux` units (name, properties) are created with it but not started: the service
-        pulls them in through its own dependencies, as a health check's timer.
+        pulls them in through its own dependencies, as a health check's timer. A failed
+        unit of any of these names, left loaded by an earlier run, is reset first: it
+        would refuse the name.
         """
+        for aux_name, _ in aux:
+            self.reset_failed(aux_name)
         self.reset_failed(name)
         self._run_job(
             name,

@@ -26,6 +26,10 @@ from sdpod.units.unitfile import UnitSpec
 
 # How long the proxy stays once its last connection has closed.
 IDLE_EXIT_SECONDS: Final = 60
+# Connections one proxy carries at once (systemd-socket-proxyd's default is 256), and
+# the descriptors that takes, with room to spare.
+PROXY_CONNECTIONS: Final = 2048
+PROXY_FILES: Final = 8 * PROXY_CONNECTIONS
 
 
 def container_ports(ports: Sequence[PortMapping]) -> list[int]:
@@ -99,6 +103,11 @@ def _socket_properties(owner_unit: str, published: Sequence[PortMapping]) -> lis
         # published on its own.
         ("BindIPv6Only", ("s", "ipv6-only")),
         ("PartOf", ("as", [owner_unit])),
+        # Restarted with the container, a socket would hit the default start-rate limit
+        # (5 in 10 s) in a crash loop, and stay failed; a failed one is collected, so
+        # that it keeps neither its port nor the container's name.
+        ("StartLimitIntervalUSec", ("t", 0)),
+        ("CollectMode", ("s", "inactive-or-failed")),
     ]
 
 
@@ -112,6 +121,9 @@ def _proxy_properties(
         ("After", ("as", [owner_unit])),
         ("Slice", ("s", slice_name)),
         ("SyslogIdentifier", ("s", f"{owner}-proxy")),
+        # Each connection holds two sockets and two pipes (six descriptors): the default
+        # soft limit of 1024 would end at about 170.
+        ("LimitNOFILE", ("t", PROXY_FILES)),
     ]
 
 
@@ -137,6 +149,7 @@ def proxy_argv(
             "--",
             proxy,
             f"--exit-idle-time={IDLE_EXIT_SECONDS}s",
+            f"--connections-max={PROXY_CONNECTIONS}",
             f"127.0.0.1:{number}",
         ]
 

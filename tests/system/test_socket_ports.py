@@ -8,6 +8,7 @@ no process of ours runs for the port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -123,3 +124,55 @@ def test_down_leaves_no_socket_and_no_proxy(project: Project) -> None:
     assert running(project, PROXY_COMM) == []
     units = project.sdpod_units()
     assert not [unit for unit in units if unit.startswith(f"sdpod-{project.name}")], units
+
+
+def test_a_crash_loop_leaves_nothing_that_blocks_the_next_up(project: Project) -> None:
+    crashing = toml(project.name, project.port, "private").replace(
+        json.dumps(list(HTTPD)), json.dumps(["sh", "-c", "sleep 0.2; exit 3"])
+    )
+    project.rewrite(crashing + 'restart = "always"\nrestart_delay = "100ms"\n')
+    ok(project, "up", project.toml)
+
+    # The container hits its start limit; its sockets, restarted with it, must not.
+    def given_up() -> str | None:
+        state = active(project, project.unit)
+        return state if state == "failed" else None
+
+    wait_for(given_up, 30, "the crash loop to end in failure")
+    project.rewrite(toml(project.name, project.port, "private"))
+    out = ok(project, "up", project.toml)
+    assert "running" in out, out
+    assert fetch(project.url) == project.index_html
+
+
+def test_the_proxy_carries_hundreds_of_connections_at_once(project: Project) -> None:
+    ok(project, "up", project.toml)
+    assert fetch(project.url) == project.index_html
+
+    # Far more than the 1024 descriptors a unit gets by default would allow.
+    held = [socket.create_connection(("127.0.0.1", project.port), timeout=10) for _ in range(400)]
+    try:
+        assert fetch(project.url) == project.index_html
+    finally:
+        for conn in held:
+            conn.close()
+
+
+def test_a_port_nothing_listens_on_is_explained_in_the_logs(project: Project) -> None:
+    silent = toml(project.name, project.port, "private").replace(
+        json.dumps(list(HTTPD)), json.dumps(["sleep", "600"])
+    )
+    project.rewrite(silent)
+    ok(project, "up", project.toml)
+
+    with socket.create_connection(("127.0.0.1", project.port), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        # Closed or reset: nothing in the container to hand it to.
+        with contextlib.suppress(ConnectionResetError):
+            assert conn.recv(1) == b""
+
+    def explained() -> str | None:
+        logs = ok(project, "logs", project.name)
+        return logs if "Connection refused" in logs else None
+
+    wait_for(explained, 10, "the proxy's complaint in `sdpod logs`")

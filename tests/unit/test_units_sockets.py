@@ -97,6 +97,7 @@ def test_the_proxy_enters_the_user_namespace_then_the_network() -> None:
         "--",
         "/proxyd",
         f"--exit-idle-time={sockets.IDLE_EXIT_SECONDS}s",
+        f"--connections-max={sockets.PROXY_CONNECTIONS}",
         "127.0.0.1:80",
     ]
 
