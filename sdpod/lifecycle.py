@@ -398,7 +398,7 @@ def _start(want: Desired, context: _Context) -> None:
         aux = want.ports.aux
         checks.start(manager, want.container, want.properties, want.layout.bundle, aux)
         return
-    if publishing.write_unit_files(want.container.name, unit_files(want)):
+    if publishing.write_unit_files(manager, want.container.name, unit_files(want)):
         manager.reload()
     manager.start_unit(unit)
 

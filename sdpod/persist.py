@@ -78,7 +78,7 @@ def _enable_one(
         for name, _, _ in units:
             manager.wait_unloaded(name)
 
-    publishing.write_unit_files(container.name, units)
+    publishing.write_unit_files(manager, container.name, units)
     manager.enable_unit_files([unit])
     manager.reload()
 

@@ -135,8 +135,10 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
         manager.stop(f"sdpod-{member}.service")
     replaced = (running or holder.directory.exists()) and not holder.unchanged
     if replaced:
+        # Its id range stays: as root the members, about to join it, share it.
         manager.stop(holder.unit)
-        _remove_files(holder.name, context.rootless)
+        lifecycle.remove_runtime_files(holder.name)
+        lifecycle.remove_container_files(holder.name, context.rootless)
     ports.check_free(holder.ports)
 
     _prepare(holder)
@@ -194,7 +196,7 @@ def _start(holder: Holder, manager: Manager) -> None:
     transient otherwise."""
     members = (f"sdpod-{member}.service" for member in holder.members)
     if any(unitfile.unit_path(unit).exists() for unit in [holder.unit, *members]):
-        if publishing.write_unit_files(holder.name, holder.unit_files):
+        if publishing.write_unit_files(manager, holder.name, holder.unit_files):
             manager.reload()
         manager.start_unit(holder.unit)
         return
@@ -271,7 +273,7 @@ def make_persistent(
     if manager.unit_property(holder.unit, UNIT_INTERFACE, "Transient"):
         manager.stop(holder.unit)
         manager.wait_unloaded(holder.unit)
-    if publishing.write_unit_files(holder.name, holder.unit_files):
+    if publishing.write_unit_files(manager, holder.name, holder.unit_files):
         manager.reload()
     if running:
         bring_up(holder, context, say)

@@ -12,6 +12,7 @@ from sdpod import paths
 from sdpod.config.model import PortMapping, Project
 from sdpod.network import proxy
 from sdpod.units import sockets, unitfile
+from sdpod.units.manager import Manager
 from sdpod.units.translate import Property, slice_name
 
 
@@ -59,9 +60,22 @@ def unit_files(name: str) -> list[str]:
     return sorted(path.name for path in unitfile.unit_dir().glob(sockets.units_glob(name)))
 
 
-def write_unit_files(name: str, units: Sequence[unitfile.UnitSpec]) -> bool:
+def write_unit_files(manager: Manager, name: str, units: Sequence[unitfile.UnitSpec]) -> bool:
     """Write `units`, those of container `name` (or of a pod's holder), and delete the
-    files of the ports it no longer publishes; whether any file changed."""
+    files of the ports it no longer publishes; whether any file changed.
+
+    Those ports' units are stopped first: once its file is gone, a running socket loses
+    the dependencies the file gave it (PartOf=), and would hold its port until the next
+    reboot.
+    """
     keep = {unit for unit, _, _ in units}
-    removed = [unitfile.remove_unit(unit) for unit in unit_files(name) if unit not in keep]
+    # The sockets before their proxies: a connection meanwhile would start one again.
+    stale = sorted((unit for unit in unit_files(name) if unit not in keep), key=_sockets_first)
+    for unit in stale:
+        manager.stop(unit)
+    removed = [unitfile.remove_unit(unit) for unit in stale]
     return bool(unitfile.write_units(units)) or any(removed)
+
+
+def _sockets_first(unit: str) -> tuple[bool, str]:
+    return (not unit.endswith(".socket"), unit)

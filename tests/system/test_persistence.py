@@ -309,6 +309,21 @@ def test_an_enabled_container_moved_to_pasta_loses_its_socket_files(web: Project
     assert is_enabled(web) == "enabled"
 
 
+@pytest.mark.system
+def test_enable_after_an_edit_stops_the_sockets_it_drops(web: Project) -> None:
+    succeeds(web.sdpod("enable", web.toml))
+    succeeds(web.up())
+    serving(web)
+
+    # Enabling the edited file again moves the port to pasta: the running socket of the
+    # old definition is stopped before its file goes, and frees the port.
+    web.rewrite(Path(web.toml).read_text() + 'network = "pasta"\n')
+    succeeds(web.sdpod("enable", web.toml))
+    serving(web)
+    assert not [unit for unit in web.sdpod_units() if unit.startswith(f"sdpod-{web.name}:")]
+    assert not socket_file(web).exists()
+
+
 HEALTH = """ready = "healthy"
 
 [container.health]

@@ -105,6 +105,19 @@ def test_root_gives_the_containers_of_a_pod_the_range_of_its_holder(
     for port in ports:
         assert fetch(f"http://127.0.0.1:{port}/") == (EXAMPLES / "www/index.html").read_text()
 
+    # A new port replaces the holder, which keeps its range: the next `up` changes nothing.
+    extra = free_port()
+    second, both = (
+        f'"127.0.0.1:{ports[1]}:81"',
+        f'"127.0.0.1:{ports[1]}:81", "127.0.0.1:{extra}:81"',
+    )
+    toml.write_text(toml.read_text().replace(second, both))
+    edited = as_root(sandbox, "sdpod", "up", str(toml))
+    assert edited.returncode == 0 and "root-pod: replaced" in edited.stdout, edited.stdout
+    again = as_root(sandbox, "sdpod", "up", str(toml))
+    assert again.returncode == 0 and "replaced" not in again.stdout, again.stdout
+    assert json.loads(IDRANGES.read_text())["root-pod"] == ranges["root-pod"]
+
     down = as_root(sandbox, "sdpod", "down", str(toml))
     assert down.returncode == 0, down.stderr
     assert "root-pod: stopped and removed" in down.stdout, down.stdout
