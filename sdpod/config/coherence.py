@@ -17,6 +17,7 @@ from sdpod.config.model import (
     Network,
     NetworkMode,
     Ownership,
+    PortProxy,
     Protocol,
     UserNamespace,
     Volume,
@@ -141,6 +142,11 @@ def _check_ports_without_helper(entry: Read) -> None:
     """On loopback alone only systemd's socket activation publishes ports: TCP ones, as
     many container ports as it takes units for (`Container.socket_ports`)."""
     ports = entry.values.get("ports", ())
+    if ports and entry.values.get("port_proxy") is PortProxy.HELPER:
+        entry.spot.child("port_proxy").fail(
+            'network = "none" has no network helper to forward its ports; valid: "systemd", '
+            'or network = "private" for the helper'
+        )
     for index, port in enumerate(ports):
         if port.protocol is not Protocol.TCP:
             entry.spot.child("ports").child(index).fail(
@@ -204,6 +210,11 @@ def _check_pod(entries: Sequence[Read]) -> None:
         if "userns" in values and values["userns"] != first.get("userns"):
             entry.spot.child("userns").fail(
                 f"{shares}, which needs one user namespace; valid: the userns of "
+                f'{first["name"]}, or network = "slirp4netns" or "pasta" for a network apart'
+            )
+        if "port_proxy" in values and values["port_proxy"] != first.get("port_proxy"):
+            entry.spot.child("port_proxy").fail(
+                f"{shares}, whose ports one proxy publishes; valid: the port_proxy of "
                 f'{first["name"]}, or network = "slirp4netns" or "pasta" for a network apart'
             )
         for index, port in enumerate(values.get("ports", ())):

@@ -139,6 +139,13 @@ class NetworkMode(enum.Enum):
         return self in (NetworkMode.PRIVATE, NetworkMode.PASTA, NetworkMode.SLIRP4NETNS)
 
 
+class PortProxy(enum.Enum):
+    """What forwards the published TCP ports of a container on slirp4netns or "none"."""
+
+    SYSTEMD = "systemd"  # socket units, and systemd-socket-proxyd from the first connection
+    HELPER = "helper"  # the network helper, as it forwards UDP
+
+
 # The networks whose published TCP ports systemd's socket activation forwards: one
 # through slirp4netns, and one with loopback alone, which has no helper at all.
 SOCKET_FORWARDED = (NetworkMode.SLIRP4NETNS, NetworkMode.NONE)
@@ -273,6 +280,7 @@ class Container:
     env: tuple[tuple[str, str], ...] = ()
     env_files: tuple[EnvFile, ...] = ()
     ports: tuple[PortMapping, ...] = ()
+    port_proxy: PortProxy = PortProxy.SYSTEMD
     volumes: tuple[Volume, ...] = ()
     tmpfs: tuple[Tmpfs, ...] = ()
     secrets: tuple[Secret, ...] = ()
@@ -324,9 +332,10 @@ class Container:
         into a container here, slirp4netns's own forwarder 5.2, and it runs only once a
         connection comes. pasta forwards its own ports, which keeps the client's address.
         UDP has no proxy, and more than SOCKET_PORTS_MAX container ports would make too
-        many units: the helper publishes those.
+        many units: the helper publishes those. `port_proxy = "helper"` leaves every port
+        to the helper: systemd's proxy cannot half-close a connection.
         """
-        if self.network.mode not in SOCKET_FORWARDED:
+        if self.network.mode not in SOCKET_FORWARDED or self.port_proxy is PortProxy.HELPER:
             return ()
         tcp = tuple(port for port in self.ports if port.protocol is Protocol.TCP)
         if len({port.container_port for port in tcp}) > SOCKET_PORTS_MAX:

@@ -24,6 +24,7 @@ from sdpod.config.model import (
     LayoutImage,
     Network,
     PortMapping,
+    PortProxy,
     PullPolicy,
     ReadyWhen,
     Resources,
@@ -451,6 +452,22 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         "and the container sees their clients as 127.0.0.1",
         table=mounted.PORT,
         table_items=True,
+    ),
+    Setting[PortProxy](
+        key="port_proxy",
+        convert=lambda value, spot: convert.choice(
+            value, spot, PortProxy, "port proxy", PortProxy.HELPER
+        ),
+        default=PortProxy.SYSTEMD,
+        dump=lambda proxy, _: proxy.value,
+        example='port_proxy = "helper"',
+        help='what forwards the published TCP ports on slirp4netns and "none": '
+        '"systemd", a socket unit per container port, listening in your manager, and '
+        "systemd-socket-proxyd in the container's network from the first connection until "
+        "an idle minute (the container sees clients as 127.0.0.1, and a client that "
+        'half-closes its side gets no reply); "helper", slirp4netns\'s own forwarder, '
+        "always running, slower, which keeps half-closed connections (clients seen as "
+        "10.0.2.2). pasta forwards its own ports either way",
     ),
     Setting[tuple[Volume, ...]](
         key="volumes",

@@ -176,3 +176,33 @@ def test_a_port_nothing_listens_on_is_explained_in_the_logs(project: Project) ->
         return logs if "Connection refused" in logs else None
 
     wait_for(explained, 10, "the proxy's complaint in `sdpod logs`")
+
+
+def half_closed_get(port: int) -> bytes:
+    """GET / as HTTP/1.0 clients such as `nc -N` send it: the request, then the end of
+    the client's side of the connection (shutdown(2) SHUT_WR), then the reply read."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        conn.shutdown(socket.SHUT_WR)
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                reply += chunk
+    return reply
+
+
+def test_the_helper_forwards_for_clients_that_half_close(project: Project) -> None:
+    # On IPv4 alone: slirp4netns publishes no IPv6 address.
+    v4_only = Path(project.toml).read_text().replace(f', "[::1]:{project.port}:80"', "")
+    project.rewrite(v4_only + 'port_proxy = "helper"\n')
+    if project.name.endswith("none"):
+        refused = project.sdpod("up", project.toml)
+        assert refused.returncode == 1 and "port_proxy" in refused.stderr, refused.stderr
+        return
+
+    ok(project, "up", project.toml)
+    assert fetch(project.url) == project.index_html
+    # slirp4netns forwards the port itself: no socket unit, no proxy.
+    assert not [unit for unit in project.sdpod_units() if unit.startswith(f"sdpod-{project.name}:")]
+    reply = wait_for(lambda: half_closed_get(project.port) or None, 10, "a reply")
+    assert reply.startswith(b"HTTP/1.") and project.index_html.encode() in reply
