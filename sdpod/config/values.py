@@ -154,12 +154,24 @@ def _parse_ip(text: str) -> str:
     """An IPv4 or IPv6 host address. Whether the container's network backend can publish
     on an IPv6 one is a fact of the installed helpers, which `up` checks."""
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise Invalid(
             f"{_q(text)} is not an IP address; valid: an IPv4 or IPv6 address, like 127.0.0.1 "
-            "or [::1]"
+            'or ::1 (in brackets within a port string: "[::1]:8080:80")'
         ) from None
+    # Sockets bind IPv6 addresses apart from IPv4 ones (IPV6_V6ONLY): neither form
+    # below can be bound so.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        raise Invalid(
+            f"{_q(text)} is an IPv4 address in IPv6 form; valid: {address.ipv4_mapped} itself"
+        )
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        raise Invalid(
+            f"{_q(text)} names an interface (%{address.scope_id}), which a published port "
+            "cannot; valid: an address without %ZONE"
+        )
+    return str(address)
 
 
 def _parse_port_number(text: str) -> int:

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sdpod.config.model import Container, Network, NetworkMode, PortMapping, Protocol
+from sdpod.config.model import (
+    SOCKET_PORTS_MAX,
+    Container,
+    Network,
+    NetworkMode,
+    PortMapping,
+    Protocol,
+)
 from sdpod.errors import NetworkError
 from sdpod.network.ports import describe
 
@@ -159,9 +166,14 @@ def _unpublishable(mode: NetworkMode, port: PortMapping, pasta: Pasta) -> tuple[
     # slirp4netns 1.2's add_hostfwd answers "bad arguments.host_addr" for an IPv6
     # address, with --enable-ipv6 too.
     if mode is NetworkMode.SLIRP4NETNS and ":" in port.host_ip:
+        systemd = (
+            'systemd publishes TCP on IPv6, unless port_proxy = "helper" or the container '
+            f"(with the file's others on its shared network) has more than {SOCKET_PORTS_MAX} "
+            "container ports"
+        )
         return (
             "slirp4netns publishes on IPv4 host addresses only",
-            'publish it on an IPv4 address, or set network = "pasta"',
+            f'publish it on an IPv4 address, or set network = "pasta"; {systemd}',
         )
     # The container may not reach the host's loopback (--disable-host-loopback), and
     # libslirp holds a UDP reply to a loopback client to that rule: it drops it.
