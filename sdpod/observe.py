@@ -25,7 +25,6 @@ from sdpod.health.state import HealthState
 from sdpod.runtime import bundle
 from sdpod.runtime.launch import published_of
 from sdpod.runtime.spec import ANNOTATION_IMAGE
-from sdpod.units import sockets
 from sdpod.units import status as unit_status
 from sdpod.units.manager import Manager
 from sdpod.units.status import UnitDetails
@@ -166,17 +165,16 @@ def _journal_lines(argv: list[str]) -> tuple[tuple[str, ...], str | None]:
 
 
 def journalctl(name: str) -> list[str]:
-    """The journalctl command that selects the messages of container `name`: its unit's,
-    and those of the units that publish its ports, whose proxy says there why a
-    connection failed (nothing listening on the container's loopback).
+    """The journalctl command that selects the messages of container `name`.
 
     A user's containers are units of their own manager, whose messages `--user` selects;
     root's are units of the system manager. `-u` finds every line of the container,
     since its output reaches journald through a relay that lives in the unit's cgroup
-    (`sdpod.runtime.journal`) rather than from processes that may exit first.
+    (`sdpod.runtime.journal`) rather than from processes that may exit first. The
+    proxies of its ports log in units of their own (`sdpod.units.sockets`), which are
+    not shown here: their start and stop lines would crowd the container's.
     """
-    scope = ["--user"] if os.geteuid() != 0 else []
-    return ["journalctl", *scope, "-u", unit_of(name), "-u", sockets.units_glob(name)]
+    return ["journalctl", *(["--user"] if os.geteuid() != 0 else []), "-u", unit_of(name)]
 
 
 def logs_argv(name: str, follow: bool, lines: int | None) -> list[str]:

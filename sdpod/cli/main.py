@@ -36,7 +36,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="sdpod", message="%(prog)s %(version)s")
+@click.version_option(package_name="sdpod", message="sdpod %(version)s")
 @click.option("--debug", is_flag=True, help="Log every step, and show tracebacks.")
 @click.pass_context
 def cli(context: click.Context, debug: bool) -> None:

@@ -54,6 +54,8 @@ def test_quick_run_gives_a_figure_or_a_reason_for_every_item(
         for series in figure["series"]:
             has_figure = series["median"] is not None and series["min"] <= series["median"]
             assert has_figure or series["reason"], (figure["key"], series)
-            assert series["median"] != 0, (figure["key"], series)
+            # Nothing at all is a figure only where no process may run yet.
+            may_be_nothing = series["work"].endswith("before a connection")
+            assert may_be_nothing or series["median"] != 0, (figure["key"], series)
     for figure in document["figures"]:
         assert figure["title"] in done.stdout

@@ -158,7 +158,7 @@ def test_the_proxy_carries_hundreds_of_connections_at_once(project: Project) -> 
             conn.close()
 
 
-def test_a_port_nothing_listens_on_is_explained_in_the_logs(project: Project) -> None:
+def test_a_port_nothing_listens_on_is_explained_in_the_proxy_s_journal(project: Project) -> None:
     silent = toml(project.name, project.port, "private").replace(
         json.dumps(list(HTTPD)), json.dumps(["sleep", "600"])
     )
@@ -171,11 +171,15 @@ def test_a_port_nothing_listens_on_is_explained_in_the_logs(project: Project) ->
         with contextlib.suppress(ConnectionResetError):
             assert conn.recv(1) == b""
 
-    def explained() -> str | None:
-        logs = ok(project, "logs", project.name)
-        return logs if "Connection refused" in logs else None
+    # Where the README sends the user: the proxy's unit, its lines tagged NAME-proxy.
+    proxy = f"sdpod-{project.name}:80.service"
+    argv = ["journalctl", "--user", "-u", proxy, "-o", "cat", "--no-pager"]
 
-    wait_for(explained, 10, "the proxy's complaint in `sdpod logs`")
+    def explained() -> str | None:
+        journal = project.run(argv).stdout
+        return journal if "Connection refused" in journal else None
+
+    wait_for(explained, 10, f"the proxy's complaint in the journal of {proxy}")
 
 
 def half_closed_get(port: int) -> bytes:
