@@ -311,6 +311,8 @@ def bring_up(want: Desired, context: _Context, say: Say) -> None:
     if running and want.unchanged:
         say(f"{container.name}: already running as {unit}")
         return
+    if not running:
+        publishing.stop_left_over(context.manager, container.name)
     # Ports the running container does not hold are checked before it is replaced: an
     # edit that cannot start must not take the working container down with it.
     held = held_ports(container.name)

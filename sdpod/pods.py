@@ -127,6 +127,8 @@ def bring_up(holder: Holder, context: lifecycle.Context, say: lifecycle.Say) -> 
     if running and holder.unchanged:
         say(f"{holder.name}: already running as {holder.unit}")
         return
+    if not running:
+        publishing.stop_left_over(manager, holder.name)
     moving = _moving(holder)
     held = lifecycle.held_ports(holder.name) + [p for own in moving.values() for p in own]
     ports.check_free([port for port in holder.ports if port not in held])

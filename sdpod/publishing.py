@@ -77,5 +77,15 @@ def write_unit_files(manager: Manager, name: str, units: Sequence[unitfile.UnitS
     return bool(unitfile.write_units(units)) or any(removed)
 
 
+def stop_left_over(manager: Manager, name: str) -> None:
+    """Stop the socket and proxy units of container `name` that are still loaded while
+    it does not run: one that failed for good (its start limit) leaves its sockets
+    listening, since PartOf= follows its stops, not its failures, and they would hold
+    the ports its next start binds again."""
+    loaded = [unit.name for unit in manager.list_units(sockets.units_glob(name))]
+    for unit in sorted(loaded, key=_sockets_first):
+        manager.stop(unit)
+
+
 def _sockets_first(unit: str) -> tuple[bool, str]:
     return (not unit.endswith(".socket"), unit)

@@ -124,6 +124,10 @@ def _proxy_properties(
         # Each connection holds two sockets and two pipes (six descriptors): the default
         # soft limit of 1024 would end at about 170.
         ("LimitNOFILE", ("t", PROXY_FILES)),
+        # Started by connections, and stopped with every restart of the container: the
+        # default start-rate limit (5 in 10 s) would fail the proxy, and then its socket,
+        # for good. The socket's own trigger limit still stops a proxy that cannot start.
+        ("StartLimitIntervalUSec", ("t", 0)),
     ]
 
 

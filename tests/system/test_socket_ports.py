@@ -139,9 +139,25 @@ def test_a_crash_loop_leaves_nothing_that_blocks_the_next_up(project: Project) -
         return state if state == "failed" else None
 
     wait_for(given_up, 30, "the crash loop to end in failure")
+    # Its sockets, which outlive a failure, do not keep the same file from starting.
+    again = ok(project, "up", project.toml)
+    assert "running" in again, again
+
     project.rewrite(toml(project.name, project.port, "private"))
     out = ok(project, "up", project.toml)
     assert "running" in out, out
+    assert fetch(project.url) == project.index_html
+
+
+def test_a_proxy_killed_again_and_again_comes_back(project: Project) -> None:
+    ok(project, "up", project.toml)
+    proxy = f"sdpod-{project.name}:80.service"
+    kill = ["systemctl", "--user", "kill", "--signal=KILL", proxy]
+    # More often than systemd's default start-rate limit (5 in 10 s) allows.
+    for _ in range(7):
+        assert fetch(project.url) == project.index_html
+        assert project.run(kill).returncode == 0
+        wait_for(lambda: active(project, proxy) != "active" or None, 10, "the proxy's end")
     assert fetch(project.url) == project.index_html
 
 
