@@ -465,9 +465,10 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
         '"systemd", a socket unit per container port, listening in your manager, and '
         "systemd-socket-proxyd in the container's network from the first connection until "
         "an idle minute (the container sees clients as 127.0.0.1, and a client that "
-        'half-closes its side gets no reply); "helper", slirp4netns\'s own forwarder, '
-        "always running, slower, which keeps half-closed connections (clients seen as "
-        "10.0.2.2). pasta forwards its own ports either way",
+        'half-closes its side gets no reply; 2048 connections at once per port); "helper", '
+        "slirp4netns's own forwarder, always running, slower, which keeps half-closed "
+        "connections (clients seen as 10.0.2.2) but accepts them one at a time: many at "
+        "once wait about a second each. pasta forwards its own ports either way",
     ),
     Setting[tuple[Volume, ...]](
         key="volumes",

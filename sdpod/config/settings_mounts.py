@@ -49,7 +49,8 @@ PORT: Final[tuple[Setting[Any], ...]] = (
         default=values.DEFAULT_HOST_IP,
         dump=lambda address, _: address,
         example='host_ip = "127.0.0.1"',
-        help="the host's address it is published on: IPv4, or IPv6 through pasta",
+        help="the host's address it is published on: IPv4, or IPv6 (UDP on IPv6 through "
+        "pasta only)",
     ),
     Setting[str](
         key="protocol",

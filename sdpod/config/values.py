@@ -171,7 +171,14 @@ def _parse_ip(text: str) -> str:
             f"{_q(text)} names an interface (%{address.scope_id}), which a published port "
             "cannot; valid: an address without %ZONE"
         )
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        raise Invalid(f"{_q(text)} is a group address, which no connection comes to; {_ONE}")
+    if isinstance(address, ipaddress.IPv6Address) and address.is_link_local:
+        raise Invalid(f"{_q(text)} is link-local, which binds only on a named interface; {_ONE}")
     return str(address)
+
+
+_ONE = "valid: an address of this machine, like 127.0.0.1 or ::1, or 0.0.0.0 or :: for all"
 
 
 def _parse_port_number(text: str) -> int:
