@@ -293,35 +293,26 @@ def test_edited_enabled_container_is_replaced_from_its_rewritten_unit_file(web: 
 
 
 @pytest.mark.system
-def test_an_enabled_container_moved_to_pasta_loses_its_socket_files(web: Project) -> None:
+@pytest.mark.parametrize("verb", ["up", "enable"])
+def test_an_enabled_container_moved_to_pasta_stops_and_loses_its_sockets(
+    web: Project, verb: str
+) -> None:
     succeeds(web.sdpod("enable", web.toml))
     succeeds(web.up())
     serving(web)
     assert socket_file(web).is_file()
 
-    # pasta publishes its ports itself: systemd's socket and proxy files go.
+    # pasta publishes its ports itself. Whichever verb rewrites the unit files, the
+    # running sockets of the old definition stop before their files go, and free the
+    # port for pasta.
     web.rewrite(Path(web.toml).read_text() + 'network = "pasta"\n')
-    up = succeeds(web.up())
-    assert f"{web.name}: replaced" in up, up
+    out = succeeds(web.sdpod(verb, web.toml))
+    assert f"{web.name}: replaced" in out, out
     serving(web)
+    assert not [unit for unit in web.sdpod_units() if unit.startswith(f"sdpod-{web.name}:")]
     units = sorted(path.name for path in unit_file(web).parent.glob(f"sdpod-{web.name}:*"))
     assert units == []
     assert is_enabled(web) == "enabled"
-
-
-@pytest.mark.system
-def test_enable_after_an_edit_stops_the_sockets_it_drops(web: Project) -> None:
-    succeeds(web.sdpod("enable", web.toml))
-    succeeds(web.up())
-    serving(web)
-
-    # Enabling the edited file again moves the port to pasta: the running socket of the
-    # old definition is stopped before its file goes, and frees the port.
-    web.rewrite(Path(web.toml).read_text() + 'network = "pasta"\n')
-    succeeds(web.sdpod("enable", web.toml))
-    serving(web)
-    assert not [unit for unit in web.sdpod_units() if unit.startswith(f"sdpod-{web.name}:")]
-    assert not socket_file(web).exists()
 
 
 HEALTH = """ready = "healthy"
