@@ -281,6 +281,7 @@ def make_persistent(
         bring_up(holder, context, say)
     else:
         _prepare(holder)
+    say(f"{holder.name}: {holder.unit} starts at boot with the members that require it")
 
 
 def forget_unit_file(project: Project, manager: Manager) -> None:

@@ -385,6 +385,9 @@ def test_an_enabled_container_moves_into_a_pod_and_out_again(web: Project) -> No
     # The new one is not enabled until `enable` runs again: it stays down.
     state = web.run(["systemctl", "--user", "is-active", f"sdpod-{db}.service"])
     assert state.stdout.strip() == "inactive", ok(state)
+    # Enabling the file says what becomes of the holder.
+    enabled = succeeds(web.sdpod("enable", web.toml))
+    assert "web-pod: sdpod-web-pod.service starts at boot with the members" in enabled, enabled
 
     # The second one leaves for a network apart: the holder and its file go.
     web.rewrite(single + "\n" + two_containers((db,), (port,), "slirp4netns"))
